@@ -1,0 +1,59 @@
+# Mosaic: GPU sharing for Kubernetes.
+GO        ?= go
+BIN       := bin
+export CGO_CFLAGS ?= -Wno-deprecated-declarations
+# Integration tests start a real API server per package; two cores cannot
+# run many of those at once.
+TEST_P    ?= 2
+TEST_TIMEOUT ?= 40m
+
+.PHONY: all build demo test test-go test-native lint fuzz bench clean
+
+all: build
+
+build: $(BIN)/mosaic-scheduler $(BIN)/mosaic-sim native
+
+$(BIN)/mosaic-scheduler: FORCE
+	$(GO) build -o $@ ./cmd/scheduler
+
+$(BIN)/mosaic-sim: FORCE
+	$(GO) build -o $@ ./cmd/sim
+
+.PHONY: native
+native:
+	$(MAKE) -C native
+
+# The main job on an embedded default: the real scheduler on a real
+# in-process API server, placing examples/demo.yaml.
+demo: $(BIN)/mosaic-sim
+	$(BIN)/mosaic-sim -f examples/demo.yaml
+
+test: lint test-native test-go
+
+test-go:
+	$(GO) test -p $(TEST_P) -timeout $(TEST_TIMEOUT) ./...
+
+test-native:
+	$(MAKE) -C native test
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+# Short fuzzing of every decoder (go test -fuzz takes one target at a time).
+FUZZ_TIME ?= 20s
+fuzz:
+	$(GO) test ./pkg/device -run '^$$' -fuzz '^FuzzDecodeInventory$$' -fuzztime $(FUZZ_TIME)
+	$(GO) test ./pkg/device -run '^$$' -fuzz '^FuzzDecodeAllocation$$' -fuzztime $(FUZZ_TIME)
+	$(GO) test ./pkg/device -run '^$$' -fuzz '^FuzzDecodeLimits$$' -fuzztime $(FUZZ_TIME)
+	$(GO) test ./pkg/device -run '^$$' -fuzz '^FuzzParsePodRequest$$' -fuzztime $(FUZZ_TIME)
+
+bench:
+	$(GO) test ./pkg/placement ./pkg/plugins/... -run '^$$' -bench . -benchmem
+
+clean:
+	rm -rf $(BIN)
+	$(MAKE) -C native clean
+
+FORCE:

@@ -1,0 +1,43 @@
+package mosaic
+
+import (
+	"context"
+	"fmt"
+
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/klog/v2"
+	fwk "k8s.io/kube-scheduler/framework"
+
+	"github.com/mosaic-gpu/mosaic/pkg/device"
+)
+
+// Bind binds a device pod with its allocation in one write: the API server
+// copies a Binding's annotations onto the pod together with the node name,
+// so no pod is ever bound without its cards, and no node-wide lock is
+// needed. Other pods are left to the DefaultBinder.
+func (p *Mosaic) Bind(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodeName string) *fwk.Status {
+	s, err := getState(state)
+	if err != nil {
+		return fwk.NewStatus(fwk.Skip)
+	}
+	if s.chosen == nil || s.chosen.Node != nodeName {
+		return fwk.AsStatus(fmt.Errorf("no device allocation reserved for node %s", nodeName))
+	}
+	raw, err := device.EncodeAllocation(s.chosen)
+	if err != nil {
+		return fwk.AsStatus(err)
+	}
+	binding := &v1.Binding{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID,
+			Annotations: map[string]string{device.AllocationAnnotation: raw},
+		},
+		Target: v1.ObjectReference{Kind: "Node", Name: nodeName},
+	}
+	if err := p.handle.ClientSet().CoreV1().Pods(pod.Namespace).Bind(ctx, binding, metav1.CreateOptions{}); err != nil {
+		return fwk.AsStatus(err)
+	}
+	klog.FromContext(ctx).V(3).Info("Bound with devices", "pod", klog.KObj(pod), "node", nodeName)
+	return nil
+}

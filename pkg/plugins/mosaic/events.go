@@ -1,0 +1,50 @@
+package mosaic
+
+import (
+	"context"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/klog/v2"
+	fwk "k8s.io/kube-scheduler/framework"
+
+	"github.com/mosaic-gpu/mosaic/pkg/device"
+)
+
+// EventsToRegister requeues a pod that Mosaic rejected only on events that
+// can free or add cards: a device pod leaving (deleted, or finished, which
+// the scheduler's informer reports as a delete) and a node whose inventory
+// appears or changes. The pod is retried after its backoff, not after the
+// five-minute unschedulable flush.
+func (p *Mosaic) EventsToRegister(context.Context) ([]fwk.ClusterEventWithHint, error) {
+	return []fwk.ClusterEventWithHint{
+		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Delete}, QueueingHintFn: isDevicePodDeleted},
+		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.UpdateNodeAnnotation}, QueueingHintFn: isInventoryChanged},
+	}, nil
+}
+
+func isDevicePodDeleted(logger klog.Logger, _ *v1.Pod, oldObj, _ any) (fwk.QueueingHint, error) {
+	pod, ok := unwrap(oldObj).(*v1.Pod)
+	if !ok {
+		return fwk.Queue, nil
+	}
+	if _, has := pod.Annotations[device.AllocationAnnotation]; has && pod.Spec.NodeName != "" {
+		logger.V(5).Info("Device pod deleted; retrying", "deleted", klog.KObj(pod))
+		return fwk.Queue, nil
+	}
+	return fwk.QueueSkip, nil
+}
+
+func isInventoryChanged(_ klog.Logger, _ *v1.Pod, oldObj, newObj any) (fwk.QueueingHint, error) {
+	n, ok := newObj.(*v1.Node)
+	if !ok {
+		return fwk.Queue, nil
+	}
+	now, has := n.Annotations[device.InventoryAnnotation]
+	if !has {
+		return fwk.QueueSkip, nil
+	}
+	if o, ok := oldObj.(*v1.Node); ok && o.Annotations[device.InventoryAnnotation] == now {
+		return fwk.QueueSkip, nil
+	}
+	return fwk.Queue, nil
+}

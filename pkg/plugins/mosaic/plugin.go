@@ -1,0 +1,101 @@
+// Package mosaic is the scheduler plugin that places fractional GPUs and
+// NPUs. It is a thin adapter: pkg/device parses requests and encodes the
+// allocation, pkg/placement decides, and this package keeps the node state
+// and speaks the framework's extension points.
+package mosaic
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
+	fwk "k8s.io/kube-scheduler/framework"
+
+	"github.com/mosaic-gpu/mosaic/pkg/apis/config"
+	"github.com/mosaic-gpu/mosaic/pkg/device"
+	"github.com/mosaic-gpu/mosaic/pkg/placement"
+)
+
+var (
+	_ fwk.PreFilterPlugin     = &Mosaic{}
+	_ fwk.FilterPlugin        = &Mosaic{}
+	_ fwk.PreScorePlugin      = &Mosaic{}
+	_ fwk.ScorePlugin         = &Mosaic{}
+	_ fwk.ReservePlugin       = &Mosaic{}
+	_ fwk.BindPlugin          = &Mosaic{}
+	_ fwk.EnqueueExtensions   = &Mosaic{}
+	_ fwk.PreFilterExtensions = &Mosaic{}
+	_ fwk.SignPlugin          = &Mosaic{}
+)
+
+// Name is the plugin's name in KubeSchedulerConfiguration.
+const Name = "Mosaic"
+
+// Mosaic places vGPU requests on nodes' cards.
+type Mosaic struct {
+	handle    fwk.Handle
+	args      config.MosaicArgs
+	parseOpts device.ParseOptions
+	placeOpts placement.Options
+	cache     *usageCache
+	synced    []cache.InformerSynced
+}
+
+// New builds the plugin from its args and registers its informer handlers
+// on the scheduler's shared informers (which the scheduler starts).
+func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
+	args, err := decodeArgs(obj)
+	if err != nil {
+		return nil, err
+	}
+	p := &Mosaic{
+		handle: h,
+		args:   *args,
+		parseOpts: device.ParseOptions{
+			DefaultMemoryMiB: args.DefaultMemoryMiB,
+			DefaultCores:     args.DefaultCores,
+			AscendModels:     args.AscendModels,
+		},
+		placeOpts: placement.Options{GPUPolicy: args.GPUPolicy, NUMA: placement.NUMAPolicy(args.NUMAPolicy)},
+		cache:     newUsageCache(args.NodeDefaults()),
+	}
+	if err := p.watch(klog.FromContext(ctx)); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// decodeArgs accepts the args as the scheduler hands them to out-of-tree
+// plugins (raw JSON) and rejects unknown fields, so that a typo in the
+// config fails the start instead of being silently ignored.
+func decodeArgs(obj runtime.Object) (*config.MosaicArgs, error) {
+	args := &config.MosaicArgs{}
+	switch o := obj.(type) {
+	case nil:
+	case *runtime.Unknown:
+		if len(o.Raw) > 0 {
+			dec := json.NewDecoder(bytes.NewReader(o.Raw))
+			dec.DisallowUnknownFields()
+			if err := dec.Decode(args); err != nil {
+				return nil, fmt.Errorf("%s args: %w", Name, err)
+			}
+		}
+	case *config.MosaicArgs:
+		*args = *o
+	default:
+		return nil, fmt.Errorf("want args to be of type MosaicArgs, got %T", obj)
+	}
+	config.SetDefaultsMosaicArgs(args)
+	if err := config.ValidateMosaicArgs(field.NewPath("pluginConfig", Name, "args"), args); err != nil {
+		return nil, err
+	}
+	return args, nil
+}
+
+// Name returns the plugin's name.
+func (p *Mosaic) Name() string { return Name }

@@ -1,0 +1,89 @@
+package mosaic
+
+import (
+	"context"
+	"sync"
+
+	v1 "k8s.io/api/core/v1"
+	fwk "k8s.io/kube-scheduler/framework"
+
+	"github.com/mosaic-gpu/mosaic/pkg/device"
+)
+
+// PreFilter parses the pod's device request once per cycle. Pods that ask
+// for no devices skip every Mosaic step.
+func (p *Mosaic) PreFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
+	req, err := device.ParsePodRequest(pod, p.parseOpts)
+	if err != nil {
+		// An invalid request never fits anywhere; the message names the
+		// field and limit and shows up in the pod's events.
+		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "invalid device request: "+err.Error())
+	}
+	if req == nil {
+		return nil, fwk.NewStatus(fwk.Skip)
+	}
+	if s := p.waitSynced(ctx); s != nil {
+		return nil, s
+	}
+	state.Write(stateKey, &cycleState{
+		req:        req,
+		added:      map[string]map[string]device.Usage{},
+		removed:    map[string]map[string]device.Usage{},
+		placements: &sync.Map{},
+	})
+	return nil, nil
+}
+
+// PreFilterExtensions lets preemption's dry runs add and remove pods.
+func (p *Mosaic) PreFilterExtensions() fwk.PreFilterExtensions { return p }
+
+// AddPod counts a pod's shares on the node for a preemption dry run.
+func (p *Mosaic) AddPod(_ context.Context, state fwk.CycleState, _ *v1.Pod, podInfo fwk.PodInfo, nodeInfo fwk.NodeInfo) *fwk.Status {
+	return p.dryRun(state, podInfo.GetPod(), nodeInfo, true)
+}
+
+// RemovePod releases a pod's shares on the node for a preemption dry run.
+func (p *Mosaic) RemovePod(_ context.Context, state fwk.CycleState, _ *v1.Pod, podInfo fwk.PodInfo, nodeInfo fwk.NodeInfo) *fwk.Status {
+	return p.dryRun(state, podInfo.GetPod(), nodeInfo, false)
+}
+
+func (p *Mosaic) dryRun(state fwk.CycleState, pod *v1.Pod, nodeInfo fwk.NodeInfo, add bool) *fwk.Status {
+	s, err := getState(state)
+	if err != nil {
+		return fwk.AsStatus(err)
+	}
+	fp := p.podFootprint(pod)
+	if fp == nil {
+		return nil
+	}
+	set := s.removed
+	if add {
+		set = s.added
+	}
+	s.adjust(set, nodeInfo.Node().Name, fp)
+	return nil
+}
+
+// podFootprint is what pod holds: the cache knows pods it assumed or saw
+// bound; a pod it has not seen yet carries its allocation.
+func (p *Mosaic) podFootprint(pod *v1.Pod) map[string]device.Usage {
+	if _, fp, ok := p.cache.footprint(pod.UID); ok {
+		return fp
+	}
+	if raw, ok := pod.Annotations[device.AllocationAnnotation]; ok {
+		if a, err := device.DecodeAllocation(raw); err == nil {
+			return a.Footprint()
+		}
+	}
+	return nil
+}
+
+// SignPod lets pods without device requests be batched like any pod. A
+// device pod's fit depends on which cards the previous pod took, so it is
+// never batched.
+func (p *Mosaic) SignPod(_ context.Context, pod *v1.Pod) ([]fwk.SignFragment, *fwk.Status) {
+	if req, err := device.ParsePodRequest(pod, p.parseOpts); err == nil && req == nil {
+		return nil, nil
+	}
+	return nil, fwk.NewStatus(fwk.Unschedulable, "device pods are placed one at a time")
+}

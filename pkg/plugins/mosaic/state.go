@@ -1,0 +1,68 @@
+package mosaic
+
+import (
+	"fmt"
+	"maps"
+	"sync"
+
+	fwk "k8s.io/kube-scheduler/framework"
+
+	"github.com/mosaic-gpu/mosaic/pkg/device"
+)
+
+const stateKey fwk.StateKey = Name
+
+// cycleState is what PreFilter parsed, the dry-run adjustments of
+// preemption, and the placements Filter found for Score and Reserve.
+type cycleState struct {
+	req *device.PodRequest
+	// added and removed hold, per node, the footprints of the pods that
+	// preemption's AddPod/RemovePod moved in or out. Clone copies them.
+	added, removed map[string]map[string]device.Usage
+	// placements caches Filter's allocation per node; Filter runs in
+	// parallel across nodes.
+	placements *sync.Map // node name -> *device.Allocation
+	// chosen is the allocation Reserve assumed, for Bind.
+	chosen *device.Allocation
+}
+
+func (s *cycleState) Clone() fwk.StateData {
+	c := *s
+	c.added, c.removed = cloneDeltas(s.added), cloneDeltas(s.removed)
+	// Placements found against other adjustments are not valid in the clone.
+	c.placements = &sync.Map{}
+	return &c
+}
+
+func cloneDeltas(m map[string]map[string]device.Usage) map[string]map[string]device.Usage {
+	out := make(map[string]map[string]device.Usage, len(m))
+	for k, v := range m {
+		out[k] = maps.Clone(v)
+	}
+	return out
+}
+
+// adjust adds a pod's footprint to the node's added or removed set.
+func (s *cycleState) adjust(set map[string]map[string]device.Usage, node string, fp map[string]device.Usage) {
+	m := set[node]
+	if m == nil {
+		m = map[string]device.Usage{}
+		set[node] = m
+	}
+	for id, u := range fp {
+		m[id] = m[id].Add(u)
+	}
+	s.placements.Delete(node)
+}
+
+func getState(state fwk.CycleState) (*cycleState, error) {
+	d, err := state.Read(stateKey)
+	if err != nil {
+		return nil, fmt.Errorf("reading %q from cycle state: %w", stateKey, err)
+	}
+	s, ok := d.(*cycleState)
+	if !ok {
+		return nil, fmt.Errorf("%+v convert to %s.cycleState error", d, Name)
+	}
+	return s, nil
+}
