@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"k8s.io/component-base/configz"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app"
 	"k8s.io/kubernetes/cmd/kube-scheduler/app/options"
 	"sigs.k8s.io/yaml"
@@ -31,9 +32,18 @@ func (cp *ControlPlane) StartScheduler(ctx context.Context, configYAML []byte) (
 		return nil, fmt.Errorf("scheduler config: %w", err)
 	}
 	done := make(chan error, 1)
-	go func() { done <- app.Run(ctx, cc, sched) }()
+	go func() {
+		// Run registers the config under a process-wide name; a scheduler
+		// started again in the same process (a restart test) needs it free.
+		configz.Delete(configzName)
+		err := app.Run(ctx, cc, sched)
+		configz.Delete(configzName)
+		done <- err
+	}()
 	return done, nil
 }
+
+const configzName = "componentconfig"
 
 func (cp *ControlPlane) schedulerConfig(configYAML []byte) (string, error) {
 	var cfg map[string]any

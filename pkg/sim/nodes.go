@@ -15,9 +15,9 @@ import (
 	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/inventory"
 )
 
-// createNodes creates the scenario's nodes and publishes each one's
+// CreateNodes creates the scenario's nodes and publishes each one's
 // inventory through the node agent's own publisher, over a fake backend.
-func createNodes(ctx context.Context, cs kubernetes.Interface, specs []NodeSpec) error {
+func CreateNodes(ctx context.Context, cs kubernetes.Interface, specs []NodeSpec) error {
 	for i := range specs {
 		spec := &specs[i]
 		for _, name := range spec.Names() {

@@ -47,7 +47,7 @@ func Run(ctx context.Context, s *Scenario, opts Options) (*Report, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cs := cp.Client
-	if err := createNodes(ctx, cs, s.Nodes); err != nil {
+	if err := CreateNodes(ctx, cs, s.Nodes); err != nil {
 		return nil, err
 	}
 	if err := cp.RunKubelet(ctx); err != nil {

@@ -15,18 +15,25 @@ import (
 // the scheduler's informer reports as a delete) and a node whose inventory
 // appears or changes. The pod is retried after its backoff, not after the
 // five-minute unschedulable flush.
+//
+// The hints also apply the event to the cache. The scheduler calls them
+// from its own event handler before it requeues the pod, while the cache's
+// informer handler runs on another goroutine and may not have seen the
+// event yet; applying it here (idempotently) guarantees the retry sees the
+// freed cards.
 func (p *Mosaic) EventsToRegister(context.Context) ([]fwk.ClusterEventWithHint, error) {
 	return []fwk.ClusterEventWithHint{
-		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Delete}, QueueingHintFn: isDevicePodDeleted},
-		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.UpdateNodeAnnotation}, QueueingHintFn: isInventoryChanged},
+		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Delete}, QueueingHintFn: p.isDevicePodDeleted},
+		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.UpdateNodeAnnotation}, QueueingHintFn: p.isInventoryChanged},
 	}, nil
 }
 
-func isDevicePodDeleted(logger klog.Logger, _ *v1.Pod, oldObj, _ any) (fwk.QueueingHint, error) {
+func (p *Mosaic) isDevicePodDeleted(logger klog.Logger, _ *v1.Pod, oldObj, _ any) (fwk.QueueingHint, error) {
 	pod, ok := unwrap(oldObj).(*v1.Pod)
 	if !ok {
 		return fwk.Queue, nil
 	}
+	p.cache.deletePod(pod.UID)
 	if _, has := pod.Annotations[device.AllocationAnnotation]; has && pod.Spec.NodeName != "" {
 		logger.V(5).Info("Device pod deleted; retrying", "deleted", klog.KObj(pod))
 		return fwk.Queue, nil
@@ -34,11 +41,12 @@ func isDevicePodDeleted(logger klog.Logger, _ *v1.Pod, oldObj, _ any) (fwk.Queue
 	return fwk.QueueSkip, nil
 }
 
-func isInventoryChanged(_ klog.Logger, _ *v1.Pod, oldObj, newObj any) (fwk.QueueingHint, error) {
+func (p *Mosaic) isInventoryChanged(logger klog.Logger, _ *v1.Pod, oldObj, newObj any) (fwk.QueueingHint, error) {
 	n, ok := newObj.(*v1.Node)
 	if !ok {
 		return fwk.Queue, nil
 	}
+	p.cache.setNode(logger, n)
 	now, has := n.Annotations[device.InventoryAnnotation]
 	if !has {
 		return fwk.QueueSkip, nil

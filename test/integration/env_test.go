@@ -1,0 +1,309 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/mosaic-gpu/mosaic/config"
+	"github.com/mosaic-gpu/mosaic/pkg/device"
+	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/discovery"
+	"github.com/mosaic-gpu/mosaic/pkg/sim"
+)
+
+const schedulerName = "mosaic-scheduler"
+
+// env is one test's slice of the shared cluster: its nodes, a namespace,
+// and a running scheduler.
+type env struct {
+	t      *testing.T
+	ctx    context.Context
+	cs     kubernetes.Interface
+	ns     string
+	stop   func()
+	done   <-chan error
+	config []byte
+}
+
+// a100 is a node spec of n 81920 MiB cards split sharing.
+func a100(name string, cards int) sim.NodeSpec {
+	return sim.NodeSpec{Name: name, GPUs: []discovery.CardSpec{{Vendor: device.VendorNVIDIA, Model: "NVIDIA A100-SXM4-80GB", MemoryMiB: 81920, Count: cards}}}
+}
+
+// newEnv creates nodes, starts the scheduler with cfg (nil: the shipped
+// second-scheduler config) and registers cleanup of everything.
+func newEnv(t *testing.T, cfg []byte, nodes ...sim.NodeSpec) *env {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &env{t: t, ctx: ctx, cs: cp.Client, ns: strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")), config: cfg}
+	if len(e.ns) > 50 {
+		e.ns = e.ns[:50]
+	}
+	e.ns = strings.Trim(strings.ReplaceAll(e.ns, "_", "-"), "-")
+	if e.config == nil {
+		e.config = config.SecondScheduler
+	}
+	if _, err := e.cs.CoreV1().Namespaces().Create(ctx, &v1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: e.ns}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sim.CreateNodes(ctx, e.cs, nodes); err != nil {
+		t.Fatal(err)
+	}
+	kctx, kcancel := context.WithCancel(ctx)
+	if err := cp.RunKubelet(kctx); err != nil {
+		t.Fatal(err)
+	}
+	e.startScheduler()
+	t.Cleanup(func() {
+		e.stop()
+		kcancel()
+		e.cleanup(nodes)
+		cancel()
+	})
+	return e
+}
+
+func (e *env) startScheduler() {
+	e.t.Helper()
+	sctx, scancel := context.WithCancel(e.ctx)
+	done, err := cp.StartScheduler(sctx, e.config)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.done = done
+	e.stop = func() {
+		scancel()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			e.t.Error("scheduler did not stop within 30s")
+		}
+	}
+}
+
+// restartScheduler stops the scheduler and starts a new one, which must
+// rebuild its state from the API alone.
+func (e *env) restartScheduler() {
+	e.stop()
+	e.startScheduler()
+}
+
+func (e *env) cleanup(nodes []sim.NodeSpec) {
+	ctx := context.Background()
+	zero := int64(0)
+	_ = e.cs.CoreV1().Pods(e.ns).DeleteCollection(ctx, metav1.DeleteOptions{GracePeriodSeconds: &zero}, metav1.ListOptions{})
+	for i := range nodes {
+		for _, n := range nodes[i].Names() {
+			_ = e.cs.CoreV1().Nodes().Delete(ctx, n, metav1.DeleteOptions{})
+		}
+	}
+	_ = e.cs.CoreV1().Namespaces().Delete(ctx, e.ns, metav1.DeleteOptions{})
+	// Namespaces are not removed without the namespace controller; their
+	// pods are gone, which is what the next test needs.
+	_ = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		l, err := e.cs.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{})
+		return err == nil && len(l.Items) == 0, nil
+	})
+}
+
+// podSpec builds a pod for the scheduler under test.
+type podSpec struct {
+	name        string
+	limits      map[string]string
+	annotations map[string]string
+	priority    string
+	containers  int
+}
+
+func (e *env) pod(s podSpec) *v1.Pod {
+	rl := v1.ResourceList{}
+	for k, v := range s.limits {
+		rl[v1.ResourceName(k)] = resource.MustParse(v)
+	}
+	n := max(s.containers, 1)
+	p := &v1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: s.name, Namespace: e.ns, Annotations: s.annotations},
+		Spec:       v1.PodSpec{SchedulerName: schedulerName, PriorityClassName: s.priority},
+	}
+	for i := range n {
+		p.Spec.Containers = append(p.Spec.Containers, v1.Container{Name: fmt.Sprintf("c%d", i), Image: "x", Resources: v1.ResourceRequirements{Limits: rl}})
+	}
+	return p
+}
+
+func (e *env) create(p *v1.Pod) {
+	e.t.Helper()
+	if _, err := e.cs.CoreV1().Pods(e.ns).Create(e.ctx, p, metav1.CreateOptions{}); err != nil {
+		e.t.Fatalf("creating pod %s: %v", p.Name, err)
+	}
+}
+
+// run creates the pod and waits until it is bound (returning it) or the
+// scheduler marks it unschedulable (returning it with NodeName empty).
+func (e *env) run(s podSpec) *v1.Pod {
+	e.t.Helper()
+	e.create(e.pod(s))
+	return e.settle(s.name)
+}
+
+func (e *env) settle(name string) *v1.Pod {
+	e.t.Helper()
+	var pod *v1.Pod
+	err := wait.PollUntilContextTimeout(e.ctx, 10*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+		select {
+		case err := <-e.done:
+			return false, fmt.Errorf("the scheduler exited: %v", err)
+		default:
+		}
+		p, err := e.cs.CoreV1().Pods(e.ns).Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err
+		}
+		pod = p
+		return p.Spec.NodeName != "" || unschedulable(p) != "", nil
+	})
+	if err != nil {
+		e.t.Fatalf("pod %s neither bound nor rejected: %v", name, err)
+	}
+	return pod
+}
+
+func unschedulable(p *v1.Pod) string {
+	for _, c := range p.Status.Conditions {
+		if c.Type == v1.PodScheduled && c.Status == v1.ConditionFalse && c.Reason == v1.PodReasonUnschedulable {
+			return c.Message
+		}
+	}
+	return ""
+}
+
+// mustBind runs the pod and fails unless it is bound; it returns the
+// pod's allocation.
+func (e *env) mustBind(s podSpec) (*v1.Pod, *device.Allocation) {
+	e.t.Helper()
+	p := e.run(s)
+	if p.Spec.NodeName == "" {
+		e.t.Fatalf("pod %s not scheduled: %s", s.name, unschedulable(p))
+	}
+	return p, allocation(e.t, p)
+}
+
+// mustReject runs the pod and fails unless it is unschedulable with a
+// message containing want.
+func (e *env) mustReject(s podSpec, want string) {
+	e.t.Helper()
+	p := e.run(s)
+	if p.Spec.NodeName != "" {
+		e.t.Fatalf("pod %s was bound to %s, want it rejected with %q", s.name, p.Spec.NodeName, want)
+	}
+	if msg := unschedulable(p); !strings.Contains(msg, want) {
+		e.t.Fatalf("pod %s rejected with %q, want it to contain %q", s.name, msg, want)
+	}
+}
+
+func allocation(t *testing.T, p *v1.Pod) *device.Allocation {
+	t.Helper()
+	raw, ok := p.Annotations[device.AllocationAnnotation]
+	if !ok {
+		t.Fatalf("bound pod %s has no %s annotation", p.Name, device.AllocationAnnotation)
+	}
+	a, err := device.DecodeAllocation(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Node != p.Spec.NodeName {
+		t.Fatalf("pod %s bound to %s but its allocation names %s", p.Name, p.Spec.NodeName, a.Node)
+	}
+	return a
+}
+
+// cards lists the card indexes of a pod's first container.
+func cards(a *device.Allocation) []int {
+	var out []int
+	for _, s := range a.Containers[0].Devices {
+		out = append(out, s.Index)
+	}
+	return out
+}
+
+func (e *env) delete(name string) {
+	e.t.Helper()
+	zero := int64(0)
+	if err := e.cs.CoreV1().Pods(e.ns).Delete(e.ctx, name, metav1.DeleteOptions{GracePeriodSeconds: &zero}); err != nil && !apierrors.IsNotFound(err) {
+		e.t.Fatal(err)
+	}
+}
+
+// checkCapacity verifies, from the API objects alone, that no card holds
+// more than it offers: memory, cores, slots and exclusivity.
+func (e *env) checkCapacity() (bound int) {
+	e.t.Helper()
+	nodes, err := e.cs.CoreV1().Nodes().List(e.ctx, metav1.ListOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	pods, err := e.cs.CoreV1().Pods(e.ns).List(e.ctx, metav1.ListOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	used := map[string]map[string]device.Usage{}
+	exclusiveHolders := map[string]int{}
+	for i := range pods.Items {
+		node, fp, ok, err := device.PodFootprint(&pods.Items[i])
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		if !ok {
+			continue
+		}
+		bound++
+		if used[node] == nil {
+			used[node] = map[string]device.Usage{}
+		}
+		for id, u := range fp {
+			used[node][id] = used[node][id].Add(u)
+			if u.Exclusive {
+				exclusiveHolders[id]++
+			}
+		}
+	}
+	for _, n := range nodes.Items {
+		inv, err := device.DecodeInventory(n.Annotations[device.InventoryAnnotation])
+		if err != nil {
+			continue
+		}
+		cfg := inv.Config.Merge(device.NodeConfig{SplitCount: 10, MemoryScaling: 1, CoreScaling: 1})
+		for _, d := range inv.Devices {
+			u := used[n.Name][d.UUID]
+			if u.MemoryMiB > int64(float64(d.MemoryMiB)*cfg.MemoryScaling) || u.Cores > int(100*cfg.CoreScaling) || u.Slots > cfg.SplitCount {
+				e.t.Errorf("node %s card %d over capacity: %+v (memory %d MiB, split %d)", n.Name, d.Index, u, d.MemoryMiB, cfg.SplitCount)
+			}
+			if exclusiveHolders[d.UUID] > 0 && u.Slots > 1 {
+				e.t.Errorf("node %s card %d is held exclusively but shared: %+v", n.Name, d.Index, u)
+			}
+		}
+	}
+	return bound
+}
+
+// withArgs returns the shipped second-scheduler config with Mosaic args
+// lines replaced, e.g. "nodePolicy: binpack" -> "nodePolicy: spread".
+func withArgs(replacements ...string) []byte {
+	s := string(config.SecondScheduler)
+	for i := 0; i+1 < len(replacements); i += 2 {
+		if !strings.Contains(s, replacements[i]) {
+			panic("config has no " + replacements[i])
+		}
+		s = strings.Replace(s, replacements[i], replacements[i+1], 1)
+	}
+	return []byte(s)
+}
