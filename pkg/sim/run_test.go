@@ -1,0 +1,85 @@
+package sim
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The simulator end to end: a real control plane and scheduler, read back
+// through the JSON report.
+func TestRunReportsPlacementAndUsage(t *testing.T) {
+	s, err := Parse([]byte(`
+nodes:
+- name: g
+  gpus: [{vendor: NVIDIA, model: "NVIDIA L4", memoryMiB: 23034, count: 2, numa: [0, 1]}]
+  deviceConfig: {splitCount: 2}
+pods:
+- {kind: Pod, metadata: {name: a}, spec: {containers: [{name: c, image: x, resources: {limits: {nvidia.com/gpu: 1, nvidia.com/gpumem: 10000, nvidia.com/gpucores: 40}}}]}}
+- {kind: Pod, metadata: {name: b}, spec: {containers: [{name: c, image: x, resources: {limits: {nvidia.com/gpu: 2, nvidia.com/gpumem: 10000}}}]}}
+- {kind: Pod, metadata: {name: c}, spec: {containers: [{name: c, image: x, resources: {limits: {nvidia.com/gpu: 1, nvidia.com/gpumem: 10000}}}]}}
+- {delete: default/a}
+- {kind: Pod, metadata: {name: d}, spec: {containers: [{name: c, image: x, resources: {limits: {nvidia.com/gpu: 1, nvidia.com/gpumem: 30000}}}]}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(context.Background(), s, Options{Settle: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := rep.WriteJSON(&buf); err != nil {
+		t.Fatal(err)
+	}
+	var out struct {
+		Pods []struct {
+			Name       string
+			Node       string
+			Scheduled  bool
+			Reason     string
+			Containers []struct{ Devices []struct{ MemoryMiB int64 } }
+		}
+		Nodes []struct {
+			Name    string
+			Devices []struct {
+				UsedMemoryMiB, MemoryMiB int64
+				UsedSlots, Slots         int
+			}
+		}
+	}
+	if err := json.Unmarshal(buf.Bytes(), &out); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, p := range out.Pods {
+		got[p.Name] = p.Scheduled
+	}
+	// a, b and c fit (2 slots per card, 23034 MiB each); a is deleted; d
+	// asks for more memory than a card has.
+	if len(out.Pods) != 3 || !got["b"] || !got["c"] || got["d"] {
+		t.Fatalf("pods = %+v", out.Pods)
+	}
+	for _, p := range out.Pods {
+		if p.Name == "d" && !strings.Contains(p.Reason, "exceeds every GPU") {
+			t.Errorf("d's reason = %q", p.Reason)
+		}
+	}
+	var used int64
+	for _, d := range out.Nodes[0].Devices {
+		used += d.UsedMemoryMiB
+		if d.UsedSlots > d.Slots || d.UsedMemoryMiB > d.MemoryMiB {
+			t.Errorf("card over capacity: %+v", d)
+		}
+	}
+	if used != 30000 {
+		t.Errorf("used memory = %d MiB, want 30000 (b: 2x10000, c: 10000)", used)
+	}
+	var table bytes.Buffer
+	if err := rep.WriteTable(&table); err != nil || !strings.Contains(table.String(), "default/b") {
+		t.Errorf("table output: %v\n%s", err, table.String())
+	}
+}
