@@ -19,7 +19,7 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		"numa length":      {"nodes:\n- name: gpu\n  gpus: [{vendor: NVIDIA, model: x, memoryMiB: 1, count: 2, numa: [0]}]\n", "gpus[0].numa: lists 1 nodes for 2 cards"},
 		"zero memory":      {"nodes:\n- name: gpu\n  gpus: [{vendor: NVIDIA, model: x, memoryMiB: 0}]\n", "memoryMiB: 0 must be in"},
 		"bad split":        {"nodes:\n- name: gpu\n  deviceConfig: {splitCount: -1}\n", "nodes[0].deviceConfig.splitCount: -1"},
-		"duplicate node":   {"nodes:\n- {name: gpu-0}\n- {name: gpu, count: 2}\n", `node name "n-0" is used twice`},
+		"duplicate node":   {"nodes:\n- {name: gpu-0}\n- {name: gpu, count: 2}\n", `node name "gpu-0" is used twice`},
 		"pod unknown key":  {pod("{apiVersion: v1, kind: Pod, metadata: {name: p}, spec: {containerz: []}}"), `pods[0]: not a Pod: json: unknown field "containerz"`},
 		"pod no name":      {pod("{kind: Pod, spec: {containers: [{name: c, image: x}]}}"), "pods[0].metadata.name: must be set"},
 		"pod no container": {pod("{kind: Pod, metadata: {name: p}, spec: {}}"), "pods[0].spec.containers"},

@@ -48,10 +48,12 @@ limits "$W/c99.conf" 0 99
 limits "$W/big.conf" $((120 * GiB)) 0 # accounting on, never binding
 [ -e /run/mosaic/limits.conf ] && echo "WARNING: /run/mosaic/limits.conf exists and wins over MOSAIC_LIMITS_FILE"
 # A container is a shared accounting directory; scope starts a fresh one.
+# On tmpfs, as /run/mosaic/shared is in production.
+SHROOT=$(mktemp -d -p /dev/shm 2>/dev/null || mktemp -d)
 n=0
 scope() {
 	n=$((n + 1))
-	SH=$W/shared.$n
+	SH=$SHROOT/shared.$n
 	mkdir -p "$SH"
 }
 # with FILE cmd...: under the enforcer, limits from FILE, in the current container.
@@ -75,6 +77,7 @@ echo "== nvidia-smi"
 nvidia-smi --query-gpu=memory.total,memory.used --format=csv,noheader,nounits
 smi=$(with "$W/mem.conf" nvidia-smi --query-gpu=memory.total --format=csv,noheader,nounits | tr -d ' ')
 echo "under the enforcer: total $smi MiB"
+with "$W/mem.conf" nvidia-smi | head -12
 check "nvidia-smi under the enforcer shows total $((LIMIT >> 20)) MiB (saw $smi)" "$([ "$smi" = $((LIMIT >> 20)) ]; echo $?)"
 
 echo "== two processes, one limit"
@@ -115,8 +118,8 @@ result "compute: unlimited $k0 kernels/s; cores=25 -> $s25 % (first second $f25 
 check "compute: cores=25 share $s25 % within 25 +- 5" "$(within "$s25" 20 30; echo $?)"
 check "compute: cores=50 share $s50 % within 50 +- 5" "$(within "$s50" 45 55; echo $?)"
 
-echo "== launch overhead (200000 empty launches per run, 3 rounds alternating)"
-for round in 1 2 3; do
+echo "== launch overhead (200000 empty launches per run, 5 rounds alternating)"
+for round in 1 2 3 4 5; do
 	"$P" launch 200000 | tee -a "$W/l.none"
 	scope
 	with "$W/big.conf" "$P" launch 200000 | tee -a "$W/l.enf"
@@ -178,6 +181,7 @@ for mode in none enf; do
 done
 result "init ns (256 at once): native median $i50_none p99 $i99_none; enforcer median $i50_enf p99 $i99_enf max $imax_enf"
 
+rm -rf "$SHROOT"
 echo "== $(date -u +%FT%TZ) done: $fails failed check(s)"
 cat "$RES"
 exit $((fails != 0))
