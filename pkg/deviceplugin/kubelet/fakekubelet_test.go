@@ -1,0 +1,74 @@
+package kubelet
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+)
+
+// fakeKubelet is the kubelet's side of the device plugin API: the real
+// Registration service on kubelet.sock, and a client of the plugin's
+// socket, as the kubelet's device manager does it.
+type fakeKubelet struct {
+	pluginapi.UnimplementedRegistrationServer
+	dir        string
+	srv        *grpc.Server
+	registered chan *pluginapi.RegisterRequest
+}
+
+func startKubelet(t *testing.T, dir string) *fakeKubelet {
+	t.Helper()
+	k := &fakeKubelet{dir: dir, registered: make(chan *pluginapi.RegisterRequest, 4)}
+	l, err := net.Listen("unix", filepath.Join(dir, "kubelet.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.srv = grpc.NewServer()
+	pluginapi.RegisterRegistrationServer(k.srv, k)
+	go func() { _ = k.srv.Serve(l) }()
+	return k
+}
+
+func (k *fakeKubelet) Register(_ context.Context, r *pluginapi.RegisterRequest) (*pluginapi.Empty, error) {
+	k.registered <- r
+	return &pluginapi.Empty{}, nil
+}
+
+// restart stops the kubelet and wipes the directory, as a restarting
+// kubelet does, then serves again.
+func (k *fakeKubelet) restart(t *testing.T) {
+	k.srv.Stop()
+	entries, _ := os.ReadDir(k.dir)
+	for _, e := range entries {
+		_ = os.Remove(filepath.Join(k.dir, e.Name()))
+	}
+	*k = *startKubelet(t, k.dir)
+}
+
+func (k *fakeKubelet) waitRegistered(t *testing.T) *pluginapi.RegisterRequest {
+	t.Helper()
+	select {
+	case r := <-k.registered:
+		return r
+	case <-time.After(20 * time.Second):
+		t.Fatal("plugin did not register")
+		return nil
+	}
+}
+
+func (k *fakeKubelet) dial(t *testing.T, endpoint string) pluginapi.DevicePluginClient {
+	t.Helper()
+	conn, err := grpc.NewClient("unix://"+filepath.Join(k.dir, endpoint), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return pluginapi.NewDevicePluginClient(conn)
+}

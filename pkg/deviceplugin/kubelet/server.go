@@ -1,0 +1,221 @@
+package kubelet
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"k8s.io/klog/v2"
+	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+
+	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/nri"
+)
+
+// Server is one resource's device plugin.
+type Server struct {
+	pluginapi.UnimplementedDevicePluginServer
+
+	resource string
+	// dir holds the kubelet's socket and ours (the kubelet's device-plugins
+	// directory).
+	dir    string
+	socket string
+	logger klog.Logger
+
+	mu      sync.Mutex
+	devices []*pluginapi.Device
+	changed chan struct{} // closed and replaced on every change
+
+	grpc *grpc.Server
+}
+
+// NewServer serves resource from dir (pluginapi.DevicePluginPath in
+// production).
+func NewServer(resource, dir string, logger klog.Logger) *Server {
+	name := "mosaic-" + sanitize(resource) + ".sock"
+	return &Server{resource: resource, dir: dir, socket: filepath.Join(dir, name), logger: logger.WithValues("resource", resource), changed: make(chan struct{})}
+}
+
+func sanitize(s string) string {
+	out := []byte(s)
+	for i, c := range out {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+			out[i] = '-'
+		}
+	}
+	return string(out)
+}
+
+// SetDevices replaces the advertised devices; ListAndWatch streams the
+// change to the kubelet.
+func (s *Server) SetDevices(devs []*pluginapi.Device) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.devices = devs
+	close(s.changed)
+	s.changed = make(chan struct{})
+}
+
+func (s *Server) snapshot() ([]*pluginapi.Device, <-chan struct{}) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.devices, s.changed
+}
+
+// Run serves and registers with the kubelet, and does both again whenever
+// the kubelet restarts (it wipes the directory, removing our socket), until
+// ctx ends.
+func (s *Server) Run(ctx context.Context) error {
+	for {
+		if err := s.serve(); err != nil {
+			return err
+		}
+		if err := s.register(ctx); err != nil {
+			s.logger.Error(err, "Registering with the kubelet; retrying")
+		} else {
+			s.logger.Info("Registered with the kubelet", "socket", s.socket)
+		}
+		if !s.waitSocketGone(ctx) {
+			s.stop()
+			return nil
+		}
+		s.logger.Info("Kubelet restarted (socket removed); serving and registering again")
+		s.stop()
+	}
+}
+
+func (s *Server) serve() error {
+	_ = os.Remove(s.socket)
+	l, err := net.Listen("unix", s.socket)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", s.socket, err)
+	}
+	s.grpc = grpc.NewServer()
+	pluginapi.RegisterDevicePluginServer(s.grpc, s)
+	go func() { _ = s.grpc.Serve(l) }()
+	return nil
+}
+
+func (s *Server) stop() {
+	if s.grpc != nil {
+		s.grpc.Stop()
+		s.grpc = nil
+	}
+	_ = os.Remove(s.socket)
+}
+
+func (s *Server) register(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	conn, err := grpc.NewClient("unix://"+filepath.Join(s.dir, filepath.Base(pluginapi.KubeletSocket)),
+		grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_, err = pluginapi.NewRegistrationClient(conn).Register(ctx, &pluginapi.RegisterRequest{
+		Version:      pluginapi.Version,
+		Endpoint:     filepath.Base(s.socket),
+		ResourceName: s.resource,
+		Options:      s.options(),
+	})
+	return err
+}
+
+// waitSocketGone polls for the removal of our socket; false when ctx ended.
+func (s *Server) waitSocketGone(ctx context.Context) bool {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			if _, err := os.Stat(s.socket); os.IsNotExist(err) {
+				return true
+			}
+		}
+	}
+}
+
+func (s *Server) options() *pluginapi.DevicePluginOptions {
+	return &pluginapi.DevicePluginOptions{GetPreferredAllocationAvailable: true}
+}
+
+// GetDevicePluginOptions implements the device plugin API.
+func (s *Server) GetDevicePluginOptions(context.Context, *pluginapi.Empty) (*pluginapi.DevicePluginOptions, error) {
+	return s.options(), nil
+}
+
+// ListAndWatch sends the devices, then again on every change.
+func (s *Server) ListAndWatch(_ *pluginapi.Empty, stream grpc.ServerStreamingServer[pluginapi.ListAndWatchResponse]) error {
+	for {
+		devs, changed := s.snapshot()
+		if err := stream.Send(&pluginapi.ListAndWatchResponse{Devices: devs}); err != nil {
+			return err
+		}
+		select {
+		case <-changed:
+		case <-stream.Context().Done():
+			return nil
+		}
+	}
+}
+
+// GetPreferredAllocation prefers shares on distinct cards, so that a
+// container counted for N devices holds N cards in the kubelet's books, as
+// in the scheduler's.
+func (s *Server) GetPreferredAllocation(_ context.Context, req *pluginapi.PreferredAllocationRequest) (*pluginapi.PreferredAllocationResponse, error) {
+	rsp := &pluginapi.PreferredAllocationResponse{}
+	for _, cr := range req.ContainerRequests {
+		rsp.ContainerResponses = append(rsp.ContainerResponses, &pluginapi.ContainerPreferredAllocationResponse{
+			DeviceIDs: preferDistinctCards(cr.AvailableDeviceIDs, cr.MustIncludeDeviceIDs, int(cr.AllocationSize)),
+		})
+	}
+	return rsp, nil
+}
+
+func preferDistinctCards(available, must []string, size int) []string {
+	out := append([]string(nil), must...)
+	cards := map[string]bool{}
+	taken := map[string]bool{}
+	for _, id := range must {
+		cards[CardOf(id)], taken[id] = true, true
+	}
+	// First pass: one share per card not yet used; second: any share.
+	for pass := 0; pass < 2 && len(out) < size; pass++ {
+		for _, id := range available {
+			if len(out) == size {
+				break
+			}
+			if taken[id] || (pass == 0 && cards[CardOf(id)]) {
+				continue
+			}
+			out = append(out, id)
+			cards[CardOf(id)], taken[id] = true, true
+		}
+	}
+	return out
+}
+
+// Allocate marks the container as a device container. The cards and
+// limits themselves come from the pod's allocation, applied by the NRI
+// plugin when the runtime creates the container.
+func (s *Server) Allocate(_ context.Context, req *pluginapi.AllocateRequest) (*pluginapi.AllocateResponse, error) {
+	rsp := &pluginapi.AllocateResponse{}
+	for _, cr := range req.ContainerRequests {
+		if len(cr.DevicesIds) == 0 {
+			return nil, fmt.Errorf("allocate request for %s names no devices", s.resource)
+		}
+		rsp.ContainerResponses = append(rsp.ContainerResponses, &pluginapi.ContainerAllocateResponse{
+			Envs: map[string]string{nri.RequestEnv: s.resource},
+		})
+	}
+	return rsp, nil
+}

@@ -1,0 +1,167 @@
+// Package nri is the node agent's NRI plugin. At container creation the
+// runtime shows it the pod (with the allocation the scheduler wrote) and the
+// container; it answers with the container's cards and limits. Knowing the
+// pod is what lets many pods start on one node at once, each with exactly
+// its own cards: the kubelet's Allocate call carries device IDs but not the
+// pod, which is why other device plugins serialize a node or guess.
+package nri
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/mosaic-gpu/mosaic/pkg/device"
+)
+
+// RequestEnv is set by the device plugin's Allocate on every container that
+// asked the kubelet for a Mosaic resource, so the NRI plugin can tell a
+// device container whose allocation is missing from a plain container.
+const RequestEnv = "MOSAIC_DEVICE_REQUEST"
+
+// Paths inside the container.
+const (
+	EnforcerPath   = "/usr/local/lib/mosaic/libmosaic-enforcer.so"
+	PreloadPath    = "/etc/ld.so.preload"
+	containerState = "containers"
+)
+
+// Config is the node agent's side of the decision.
+type Config struct {
+	NodeName string
+	// StateDir is the host directory holding per-container limits files
+	// and shared accounting directories.
+	StateDir string
+	// EnforcerLib is the host path of libmosaic-enforcer.so; empty leaves
+	// the enforcer out (devices and env only).
+	EnforcerLib string
+	CorePolicy  device.CorePolicy
+}
+
+// Mount is a bind mount from the host into the container.
+type Mount struct {
+	Host, Container string
+	ReadOnly        bool
+}
+
+// Decision is what a container gets. Files lists host files the plugin
+// must write before the container starts (path -> content).
+type Decision struct {
+	Env    map[string]string
+	Mounts []Mount
+	Files  map[string]string
+	// Dirs lists host directories to create.
+	Dirs []string
+}
+
+// Decide works out a container's adjustment from its pod's annotations.
+// It returns (nil, nil) for a container that neither asked for devices nor
+// has an allocation, and an error, which fails the container's creation
+// with a message on the pod, when the allocation is missing or does not
+// match this node or container.
+func Decide(cfg *Config, podUID string, annotations map[string]string, container string, env []string) (*Decision, error) {
+	requested := false
+	for _, e := range env {
+		if strings.HasPrefix(e, RequestEnv+"=") {
+			requested = true
+		}
+	}
+	raw, ok := annotations[device.AllocationAnnotation]
+	if !ok {
+		if requested {
+			return nil, fmt.Errorf("container %s asks for devices but the pod has no %s annotation: schedule it with mosaic-scheduler", container, device.AllocationAnnotation)
+		}
+		return nil, nil
+	}
+	alloc, err := device.DecodeAllocation(raw)
+	if err != nil {
+		return nil, fmt.Errorf("pod allocation is unreadable: %w", err)
+	}
+	if alloc.Node != cfg.NodeName {
+		return nil, fmt.Errorf("pod allocation is for node %s, not this node %s", alloc.Node, cfg.NodeName)
+	}
+	c := alloc.Container(container)
+	if c == nil {
+		if requested {
+			return nil, fmt.Errorf("container %s asks for devices but the pod's allocation lists none for it", container)
+		}
+		return nil, nil
+	}
+	return decide(cfg, podUID, c)
+}
+
+func decide(cfg *Config, podUID string, c *device.ContainerAllocation) (*Decision, error) {
+	if podUID == "" || strings.ContainsAny(podUID, "/.") || strings.ContainsAny(c.Name, "/") {
+		return nil, fmt.Errorf("pod UID %q or container name %q cannot name a state directory", podUID, c.Name)
+	}
+	d := &Decision{Env: map[string]string{}, Files: map[string]string{}}
+	vendor := c.Devices[0].Vendor
+	for _, s := range c.Devices[1:] {
+		if s.Vendor != vendor {
+			return nil, fmt.Errorf("container %s is allocated cards of two vendors", c.Name)
+		}
+	}
+	switch vendor {
+	case device.VendorNVIDIA:
+		d.nvidia(cfg, podUID, c)
+	case device.VendorAscend:
+		d.ascend(c)
+	default:
+		return nil, fmt.Errorf("container %s: unknown vendor %q", c.Name, vendor)
+	}
+	return d, nil
+}
+
+func (d *Decision) nvidia(cfg *Config, podUID string, c *device.ContainerAllocation) {
+	uuids := make([]string, len(c.Devices))
+	cores := 0
+	for i, s := range c.Devices {
+		uuids[i] = s.UUID
+		// HAMi's variables, for images built against HAMi-core.
+		d.Env["CUDA_DEVICE_MEMORY_LIMIT_"+strconv.Itoa(i)] = strconv.FormatInt(s.MemoryMiB, 10) + "m"
+		cores = max(cores, s.Cores)
+	}
+	// The NVIDIA container runtime reads this; the order of the UUIDs is
+	// the CUDA ordinal order the limits file uses.
+	d.Env["NVIDIA_VISIBLE_DEVICES"] = strings.Join(uuids, ",")
+	if cores > 0 && cores < device.MaxCores {
+		d.Env["CUDA_DEVICE_SM_LIMIT"] = strconv.Itoa(cores)
+	}
+	if cfg.CorePolicy != "" {
+		d.Env["GPU_CORE_UTILIZATION_POLICY"] = string(cfg.CorePolicy)
+	}
+	if cfg.EnforcerLib == "" {
+		return
+	}
+	dir := filepath.Join(cfg.StateDir, containerState, podUID, c.Name)
+	limits, _ := device.EncodeLimits(device.ContainerLimits(c, cfg.CorePolicy))
+	d.Files[filepath.Join(dir, "limits.conf")] = limits
+	d.Files[filepath.Join(cfg.StateDir, "ld.so.preload")] = EnforcerPath + "\n"
+	d.Dirs = append(d.Dirs, filepath.Join(dir, "shared"))
+	d.Mounts = append(d.Mounts,
+		Mount{Host: filepath.Join(dir, "limits.conf"), Container: device.LimitsPath, ReadOnly: true},
+		Mount{Host: filepath.Join(dir, "shared"), Container: device.SharedDir},
+		Mount{Host: cfg.EnforcerLib, Container: EnforcerPath, ReadOnly: true},
+		// ld.so.preload rather than LD_PRELOAD: a container cannot unset it.
+		Mount{Host: filepath.Join(cfg.StateDir, "ld.so.preload"), Container: PreloadPath, ReadOnly: true},
+	)
+}
+
+func (d *Decision) ascend(c *device.ContainerAllocation) {
+	ids := make([]string, len(c.Devices))
+	for i, s := range c.Devices {
+		ids[i] = strconv.Itoa(s.Index)
+	}
+	// Ascend's container runtime reads these; a vNPU is carved from the
+	// card by template at container start.
+	d.Env["ASCEND_VISIBLE_DEVICES"] = strings.Join(ids, ",")
+	if t := c.Devices[0].Template; t != "" && len(c.Devices) == 1 {
+		d.Env["ASCEND_VNPU_SPECS"] = t
+	}
+}
+
+// ContainerStateDir is where a container's files live on the host.
+func ContainerStateDir(stateDir, podUID string) string {
+	return filepath.Join(stateDir, containerState, podUID)
+}

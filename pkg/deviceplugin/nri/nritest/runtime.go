@@ -1,0 +1,68 @@
+// Package nritest runs the runtime side of NRI in a test: the same
+// adaptation code containerd and CRI-O embed, listening on a socket in a
+// temporary directory, so a plugin is driven through NRI's real protocol.
+package nritest
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"time"
+
+	nri "github.com/containerd/nri/pkg/adaptation"
+	"github.com/containerd/nri/pkg/api"
+)
+
+// Runtime is a container runtime's NRI endpoint without a runtime.
+type Runtime struct {
+	Socket string
+	r      *nri.Adaptation
+}
+
+// Start listens on dir/nri.sock. Plugins connect to Socket.
+func Start(dir string) (*Runtime, error) {
+	sync := func(ctx context.Context, cb nri.SyncCB) error {
+		_, err := cb(ctx, nil, nil)
+		return err
+	}
+	update := func(context.Context, []*nri.ContainerUpdate) ([]*nri.ContainerUpdate, error) { return nil, nil }
+	sock := filepath.Join(dir, "nri.sock")
+	r, err := nri.New("mosaic-test-runtime", "1.0", sync, update,
+		nri.WithSocketPath(sock),
+		nri.WithPluginPath(filepath.Join(dir, "plugins")),
+		nri.WithPluginConfigPath(filepath.Join(dir, "conf.d")))
+	if err != nil {
+		return nil, err
+	}
+	if err := r.Start(); err != nil {
+		return nil, err
+	}
+	return &Runtime{Socket: sock, r: r}, nil
+}
+
+// Stop closes the socket and the plugins' connections.
+func (rt *Runtime) Stop() { rt.r.Stop() }
+
+// CreateContainer asks the connected plugins to adjust a container, as the
+// runtime does before creating it.
+func (rt *Runtime) CreateContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) (*api.ContainerAdjustment, error) {
+	rsp, err := rt.r.CreateContainer(ctx, &nri.CreateContainerRequest{Pod: pod, Container: ctr})
+	if err != nil {
+		return nil, err
+	}
+	return rsp.GetAdjust(), nil
+}
+
+// WaitForPlugin creates a probe container until a plugin answers with an
+// adjustment, i.e. until the plugin has registered.
+func (rt *Runtime) WaitForPlugin(ctx context.Context, probe func() (*api.PodSandbox, *api.Container)) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		pod, ctr := probe()
+		if adj, err := rt.CreateContainer(ctx, pod, ctr); err == nil && adj != nil && len(adj.GetEnv()) > 0 {
+			return nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("no NRI plugin answered within 20s")
+}

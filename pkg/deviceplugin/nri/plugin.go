@@ -1,0 +1,114 @@
+package nri
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/containerd/nri/pkg/api"
+	"github.com/containerd/nri/pkg/stub"
+	"k8s.io/klog/v2"
+)
+
+// Plugin is the NRI plugin: thin around Decide. It implements only the
+// events it needs; the stub derives the subscription from its methods.
+type Plugin struct {
+	cfg    Config
+	logger klog.Logger
+	stub   stub.Stub
+}
+
+// New connects a plugin to the runtime's NRI socket (empty: the default).
+func New(cfg Config, logger klog.Logger, socket string) (*Plugin, error) {
+	p := &Plugin{cfg: cfg, logger: logger}
+	opts := []stub.Option{stub.WithPluginName("mosaic"), stub.WithPluginIdx("50")}
+	if socket != "" {
+		opts = append(opts, stub.WithSocketPath(socket))
+	}
+	s, err := stub.New(p, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("creating NRI plugin: %w", err)
+	}
+	p.stub = s
+	return p, nil
+}
+
+// Run serves until ctx ends or the runtime closes the connection.
+func (p *Plugin) Run(ctx context.Context) error { return p.stub.Run(ctx) }
+
+// Stop disconnects from the runtime.
+func (p *Plugin) Stop() { p.stub.Stop() }
+
+// CreateContainer gives a device container its cards, limits and enforcer.
+func (p *Plugin) CreateContainer(_ context.Context, pod *api.PodSandbox, ctr *api.Container) (*api.ContainerAdjustment, []*api.ContainerUpdate, error) {
+	d, err := Decide(&p.cfg, pod.GetUid(), pod.GetAnnotations(), ctr.GetName(), ctr.GetEnv())
+	if err != nil {
+		p.logger.Error(err, "Refusing container", "pod", klog.KRef(pod.GetNamespace(), pod.GetName()), "container", ctr.GetName())
+		return nil, nil, fmt.Errorf("mosaic: pod %s/%s: %w", pod.GetNamespace(), pod.GetName(), err)
+	}
+	if d == nil {
+		return nil, nil, nil
+	}
+	if err := d.writeFiles(); err != nil {
+		return nil, nil, fmt.Errorf("mosaic: preparing container %s: %w", ctr.GetName(), err)
+	}
+	p.logger.V(2).Info("Adjusted container", "pod", klog.KRef(pod.GetNamespace(), pod.GetName()), "container", ctr.GetName(), "env", len(d.Env), "mounts", len(d.Mounts))
+	return d.Adjustment(), nil, nil
+}
+
+// RemovePodSandbox removes the pod's state on the host.
+func (p *Plugin) RemovePodSandbox(_ context.Context, pod *api.PodSandbox) error {
+	if uid := pod.GetUid(); uid != "" && p.cfg.StateDir != "" {
+		return os.RemoveAll(ContainerStateDir(p.cfg.StateDir, uid))
+	}
+	return nil
+}
+
+func (d *Decision) writeFiles() error {
+	for _, dir := range d.Dirs {
+		// World-writable: the container's processes, whatever their user,
+		// share one accounting file here.
+		if err := os.MkdirAll(dir, 0o777); err != nil {
+			return err
+		}
+		if err := os.Chmod(dir, 0o1777); err != nil {
+			return err
+		}
+	}
+	for path, content := range d.Files {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			return err
+		}
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, []byte(content), 0o444); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Adjustment renders the decision in NRI's terms, in a stable order.
+func (d *Decision) Adjustment() *api.ContainerAdjustment {
+	a := &api.ContainerAdjustment{}
+	keys := make([]string, 0, len(d.Env))
+	for k := range d.Env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		a.AddEnv(k, d.Env[k])
+	}
+	for _, m := range d.Mounts {
+		opts := []string{"rbind", "rw"}
+		if m.ReadOnly {
+			opts = []string{"rbind", "ro"}
+		}
+		a.AddMount(&api.Mount{Source: m.Host, Destination: m.Container, Type: "bind", Options: opts})
+	}
+	return a
+}

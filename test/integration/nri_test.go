@@ -1,0 +1,144 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/containerd/nri/pkg/api"
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/klog/v2/ktesting"
+
+	"github.com/mosaic-gpu/mosaic/pkg/device"
+	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/nri"
+	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/nri/nritest"
+)
+
+// Twenty pods bound to one node at once: when the runtime creates their
+// containers concurrently, the NRI plugin gives each exactly the cards and
+// limits the scheduler wrote on it, read from the API server's pods.
+func TestNodeAgentHandsEachPodItsCards(t *testing.T) {
+	n := a100("agent", 8)
+	n.DeviceConfig.SplitCount = 4
+	e := newEnv(t, nil, n)
+	const pods = 20
+	var wg sync.WaitGroup
+	for i := range pods {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			limits := map[string]string{"nvidia.com/gpu": fmt.Sprint(1 + i%2), "nvidia.com/gpumem": fmt.Sprint(1000 + 100*i), "nvidia.com/gpucores": "10"}
+			if _, err := e.cs.CoreV1().Pods(e.ns).Create(e.ctx, e.pod(podSpec{name: fmt.Sprintf("w%02d", i), limits: limits}), metav1.CreateOptions{}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	var list *v1.PodList
+	err := wait.PollUntilContextTimeout(e.ctx, 50*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+		l, err := e.cs.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, nil
+		}
+		for _, p := range l.Items {
+			if p.Spec.NodeName == "" {
+				return false, nil
+			}
+		}
+		list = l
+		return len(l.Items) == pods, nil
+	})
+	if err != nil {
+		t.Fatal("not every pod was bound")
+	}
+	e.checkCapacity()
+
+	dir, err := os.MkdirTemp("", "nri")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	rt, err := nritest.Start(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Stop()
+	logger, _ := ktesting.NewTestContext(t)
+	state := filepath.Join(dir, "state")
+	plugin, err := nri.New(nri.Config{NodeName: "agent", StateDir: state, EnforcerLib: "/opt/mosaic/libmosaic-enforcer.so"}, logger, rt.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(e.ctx)
+	defer cancel()
+	go func() { _ = plugin.Run(ctx) }()
+	defer plugin.Stop()
+	first := list.Items[0]
+	if err := rt.WaitForPlugin(ctx, func() (*api.PodSandbox, *api.Container) { return sandbox(&first), container(&first, "c0") }); err != nil {
+		t.Fatal(err)
+	}
+
+	type result struct {
+		pod *v1.Pod
+		adj *api.ContainerAdjustment
+		err error
+	}
+	results := make(chan result, pods)
+	for i := range list.Items {
+		p := &list.Items[i]
+		go func() {
+			adj, err := rt.CreateContainer(ctx, sandbox(p), container(p, "c0"))
+			results <- result{p, adj, err}
+		}()
+	}
+	for range pods {
+		r := <-results
+		if r.err != nil {
+			t.Fatalf("%s: %v", r.pod.Name, r.err)
+		}
+		a := allocation(t, r.pod)
+		var want []string
+		for _, s := range a.Containers[0].Devices {
+			want = append(want, s.UUID)
+		}
+		env := map[string]string{}
+		for _, kv := range r.adj.GetEnv() {
+			env[kv.GetKey()] = kv.GetValue()
+		}
+		if got := env["NVIDIA_VISIBLE_DEVICES"]; got != strings.Join(want, ",") {
+			t.Errorf("%s: NVIDIA_VISIBLE_DEVICES=%s, allocation has %v", r.pod.Name, got, want)
+		}
+		b, err := os.ReadFile(filepath.Join(nri.ContainerStateDir(state, string(r.pod.UID)), "c0", "limits.conf"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := device.DecodeLimits(string(b))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, c := range l.Cards {
+			s := a.Containers[0].Devices[i]
+			if c.UUID != s.UUID || c.MemoryBytes != uint64(s.MemoryMiB)<<20 || c.Cores != s.Cores {
+				t.Errorf("%s: limits card %d = %+v, allocation %+v", r.pod.Name, i, c, s)
+			}
+		}
+	}
+}
+
+// sandbox and container are what the kubelet hands the runtime: the pod's
+// annotations, and the env the device plugin's Allocate returned.
+func sandbox(p *v1.Pod) *api.PodSandbox {
+	return &api.PodSandbox{Id: "sb-" + string(p.UID), Uid: string(p.UID), Name: p.Name, Namespace: p.Namespace, Annotations: p.Annotations}
+}
+
+func container(p *v1.Pod, name string) *api.Container {
+	return &api.Container{Id: name + "-" + string(p.UID), PodSandboxId: "sb-" + string(p.UID), Name: name,
+		Env: []string{nri.RequestEnv + "=nvidia.com/gpu"}}
+}
