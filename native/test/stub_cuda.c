@@ -1,0 +1,441 @@
+/* A stub libcuda.so.1 for tests without a GPU: host memory behind the
+ * allocation calls, fake UUIDs, launches that sleep. */
+#define _GNU_SOURCE
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mosaic_cuda.h"
+#include "stub.h"
+
+#define EXPORT __attribute__((visibility("default")))
+#define MAXDEV 8
+
+struct counters {
+	_Atomic uint64_t used[MAXDEV];
+	_Atomic uint64_t peak[MAXDEV];
+};
+
+static struct counters local_counters, *ctr;
+static _Atomic uint64_t busy[MAXDEV];
+static int ndev = 2;
+static uint64_t phys = 16ULL << 30;
+static long kernel_us;
+static _Thread_local const char *last;
+static _Thread_local int cur_dev;
+static struct CUctx_st {
+	int dev;
+} ctxs[MAXDEV];
+
+static uint64_t env_u64(const char *name, uint64_t def)
+{
+	const char *s = getenv(name);
+	return s != NULL && *s != '\0' ? strtoull(s, NULL, 10) : def;
+}
+
+EXPORT CUresult cuInit(unsigned int flags)
+{
+	(void)flags;
+	last = "cuInit";
+	ndev = (int)env_u64("STUB_DEVICES", 2);
+	if (ndev > MAXDEV)
+		ndev = MAXDEV;
+	phys = env_u64("STUB_PHYS_BYTES", 16ULL << 30);
+	kernel_us = (long)env_u64("STUB_KERNEL_US", 0);
+	ctr = &local_counters;
+	const char *f = getenv("STUB_SHARED_FILE");
+	if (f != NULL) {
+		int fd = open(f, O_RDWR | O_CREAT, 0666);
+		if (fd >= 0 && ftruncate(fd, sizeof *ctr) == 0) {
+			void *p = mmap(NULL, sizeof *ctr, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+			if (p != MAP_FAILED)
+				ctr = p;
+		}
+		if (fd >= 0)
+			close(fd);
+	}
+	return CUDA_SUCCESS;
+}
+
+EXPORT const char *stub_last_call(void) { return last; }
+EXPORT uint64_t stub_used_bytes(int d) { return ctr ? atomic_load(&ctr->used[d]) : 0; }
+EXPORT uint64_t stub_peak_bytes(int d) { return ctr ? atomic_load(&ctr->peak[d]) : 0; }
+EXPORT uint64_t stub_busy_ns(int d) { return atomic_load(&busy[d]); }
+
+EXPORT CUresult cuDeviceGetCount(int *n)
+{
+	*n = ndev;
+	return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuDeviceGet(CUdevice *d, int ordinal)
+{
+	if (ordinal < 0 || ordinal >= ndev)
+		return CUDA_ERROR_INVALID_VALUE;
+	*d = ordinal;
+	return CUDA_SUCCESS;
+}
+
+static CUresult uuid(CUuuid *u, CUdevice d)
+{
+	static const unsigned char ids[2][16] = {
+		{0x6c, 0x8b, 0x3c, 0x2e, 0x1f, 0x3a, 0x4d, 0x9e, 0x9b, 0x1a, 0x0a, 0x1b, 0x2c, 0x3d, 0x4e, 0x5f},
+		{0x0f, 0x1e, 0x2d, 0x3c, 0x4b, 0x5a, 0x69, 0x78, 0x87, 0x96, 0xa5, 0xb4, 0xc3, 0xd2, 0xe1, 0xf0}};
+	if (d < 0 || d >= ndev)
+		return CUDA_ERROR_INVALID_VALUE;
+	int swap = getenv("STUB_UUID_SWAP") != NULL;
+	if (d < 2)
+		memcpy(u->bytes, ids[swap ? 1 - d : d], 16);
+	else
+		memset(u->bytes, d, 16);
+	return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuDeviceGetUuid(CUuuid *u, CUdevice d) { return uuid(u, d); }
+EXPORT CUresult cuDeviceGetUuid_v2(CUuuid *u, CUdevice d) { return uuid(u, d); }
+
+EXPORT CUresult cuCtxCreate_v2(CUcontext *c, unsigned int flags, CUdevice d)
+{
+	(void)flags;
+	if (d < 0 || d >= ndev)
+		return CUDA_ERROR_INVALID_VALUE;
+	cur_dev = d;
+	ctxs[d].dev = d;
+	*c = &ctxs[d];
+	return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuCtxSetCurrent(CUcontext c)
+{
+	cur_dev = c->dev;
+	return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuCtxGetDevice(CUdevice *d)
+{
+	*d = cur_dev;
+	return CUDA_SUCCESS;
+}
+
+EXPORT CUresult cuCtxGetCurrent(CUcontext *c)
+{
+	*c = &ctxs[cur_dev];
+	return CUDA_SUCCESS;
+}
+
+/* Memory: a header before each block remembers its size and device. */
+struct hdr {
+	uint64_t bytes;
+	int dev;
+	int pad;
+};
+
+static CUresult take(int dev, uint64_t bytes)
+{
+	uint64_t u = atomic_fetch_add(&ctr->used[dev], bytes) + bytes;
+	if (u > phys) {
+		atomic_fetch_sub(&ctr->used[dev], bytes);
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	}
+	uint64_t p = atomic_load(&ctr->peak[dev]);
+	while (u > p && !atomic_compare_exchange_weak(&ctr->peak[dev], &p, u))
+		;
+	return CUDA_SUCCESS;
+}
+
+static CUresult alloc(CUdeviceptr *dptr, uint64_t bytes, int dev)
+{
+	if (bytes == 0)
+		return CUDA_ERROR_INVALID_VALUE;
+	CUresult r = take(dev, bytes);
+	if (r != CUDA_SUCCESS)
+		return r;
+	/* Not touched, so large blocks cost address space only. */
+	struct hdr *h = malloc(sizeof *h + bytes);
+	if (h == NULL) {
+		atomic_fetch_sub(&ctr->used[dev], bytes);
+		return CUDA_ERROR_OUT_OF_MEMORY;
+	}
+	h->bytes = bytes;
+	h->dev = dev;
+	*dptr = (CUdeviceptr)(uintptr_t)(h + 1);
+	return CUDA_SUCCESS;
+}
+
+static CUresult release(uint64_t p)
+{
+	if (p == 0)
+		return CUDA_ERROR_INVALID_VALUE;
+	struct hdr *h = (struct hdr *)(uintptr_t)p - 1;
+	atomic_fetch_sub(&ctr->used[h->dev], h->bytes);
+	free(h);
+	return CUDA_SUCCESS;
+}
+
+#define NAMED(n) last = #n
+
+EXPORT CUresult cuMemAlloc_v2(CUdeviceptr *d, size_t b) { NAMED(cuMemAlloc_v2); return alloc(d, b, cur_dev); }
+EXPORT CUresult cuMemAllocManaged(CUdeviceptr *d, size_t b, unsigned int f)
+{
+	(void)f;
+	NAMED(cuMemAllocManaged);
+	return alloc(d, b, cur_dev);
+}
+EXPORT CUresult cuMemAllocAsync(CUdeviceptr *d, size_t b, CUstream s)
+{
+	(void)s;
+	NAMED(cuMemAllocAsync);
+	return alloc(d, b, cur_dev);
+}
+EXPORT CUresult cuMemAllocAsync_ptsz(CUdeviceptr *d, size_t b, CUstream s)
+{
+	(void)s;
+	NAMED(cuMemAllocAsync_ptsz);
+	return alloc(d, b, cur_dev);
+}
+EXPORT CUresult cuMemAllocFromPoolAsync(CUdeviceptr *d, size_t b, CUmemoryPool p, CUstream s)
+{
+	(void)s, (void)p;
+	NAMED(cuMemAllocFromPoolAsync);
+	return alloc(d, b, cur_dev);
+}
+EXPORT CUresult cuMemAllocFromPoolAsync_ptsz(CUdeviceptr *d, size_t b, CUmemoryPool p, CUstream s)
+{
+	(void)s, (void)p;
+	NAMED(cuMemAllocFromPoolAsync_ptsz);
+	return alloc(d, b, cur_dev);
+}
+EXPORT CUresult cuMemAllocPitch_v2(CUdeviceptr *d, size_t *pitch, size_t w, size_t h, unsigned int e)
+{
+	(void)e;
+	NAMED(cuMemAllocPitch_v2);
+	*pitch = (w + 511) & ~(size_t)511;
+	return alloc(d, *pitch * h, cur_dev);
+}
+EXPORT CUresult cuMemFree_v2(CUdeviceptr d) { NAMED(cuMemFree_v2); return release(d); }
+EXPORT CUresult cuMemFreeAsync(CUdeviceptr d, CUstream s)
+{
+	(void)s;
+	NAMED(cuMemFreeAsync);
+	return release(d);
+}
+EXPORT CUresult cuMemFreeAsync_ptsz(CUdeviceptr d, CUstream s)
+{
+	(void)s;
+	NAMED(cuMemFreeAsync_ptsz);
+	return release(d);
+}
+
+EXPORT CUresult cuMemCreate(CUmemGenericAllocationHandle *h, size_t size, const CUmemAllocationProp *prop,
+			    unsigned long long flags)
+{
+	(void)flags;
+	NAMED(cuMemCreate);
+	CUdeviceptr p;
+	CUresult r = alloc(&p, size, prop->location.id);
+	*h = p;
+	return r;
+}
+EXPORT CUresult cuMemRelease(CUmemGenericAllocationHandle h) { NAMED(cuMemRelease); return release(h); }
+
+static uint64_t elem(CUarray_format f)
+{
+	return f == CU_AD_FORMAT_FLOAT || f == CU_AD_FORMAT_UNSIGNED_INT32 || f == CU_AD_FORMAT_SIGNED_INT32 ? 4
+	       : f == CU_AD_FORMAT_HALF || f == CU_AD_FORMAT_UNSIGNED_INT16 || f == CU_AD_FORMAT_SIGNED_INT16 ? 2
+												       : 1;
+}
+static uint64_t nz(size_t v) { return v ? v : 1; }
+
+EXPORT CUresult cuArrayCreate_v2(CUarray *a, const CUDA_ARRAY_DESCRIPTOR *d)
+{
+	NAMED(cuArrayCreate_v2);
+	CUdeviceptr p;
+	CUresult r = alloc(&p, nz(d->Width) * nz(d->Height) * elem(d->Format) * d->NumChannels, cur_dev);
+	*a = (CUarray)(uintptr_t)p;
+	return r;
+}
+EXPORT CUresult cuArray3DCreate_v2(CUarray *a, const CUDA_ARRAY3D_DESCRIPTOR *d)
+{
+	NAMED(cuArray3DCreate_v2);
+	CUdeviceptr p;
+	CUresult r = alloc(&p, nz(d->Width) * nz(d->Height) * nz(d->Depth) * elem(d->Format) * d->NumChannels,
+			   cur_dev);
+	*a = (CUarray)(uintptr_t)p;
+	return r;
+}
+EXPORT CUresult cuArrayDestroy(CUarray a) { NAMED(cuArrayDestroy); return release((uintptr_t)a); }
+EXPORT CUresult cuMipmappedArrayCreate(CUmipmappedArray *a, const CUDA_ARRAY3D_DESCRIPTOR *d, unsigned int levels)
+{
+	NAMED(cuMipmappedArrayCreate);
+	uint64_t b = 0;
+	for (unsigned l = 0; l < levels; l++)
+		b += nz(d->Width >> l) * (d->Height ? nz(d->Height >> l) : 1) * (d->Depth ? nz(d->Depth >> l) : 1) *
+		     elem(d->Format) * d->NumChannels;
+	CUdeviceptr p;
+	CUresult r = alloc(&p, b, cur_dev);
+	*a = (CUmipmappedArray)(uintptr_t)p;
+	return r;
+}
+EXPORT CUresult cuMipmappedArrayDestroy(CUmipmappedArray a)
+{
+	NAMED(cuMipmappedArrayDestroy);
+	return release((uintptr_t)a);
+}
+
+EXPORT CUresult cuMemGetInfo_v2(size_t *free, size_t *total)
+{
+	NAMED(cuMemGetInfo_v2);
+	uint64_t u = atomic_load(&ctr->used[cur_dev]);
+	*total = phys;
+	*free = u < phys ? phys - u : 0;
+	return CUDA_SUCCESS;
+}
+EXPORT CUresult cuDeviceTotalMem_v2(size_t *b, CUdevice d)
+{
+	(void)d;
+	NAMED(cuDeviceTotalMem_v2);
+	*b = phys;
+	return CUDA_SUCCESS;
+}
+
+/* Launches: synchronous, each sleeps STUB_KERNEL_US as if the GPU ran it. */
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ULL + (uint64_t)t.tv_nsec;
+}
+
+static CUresult run(const char *name)
+{
+	last = name;
+	if (kernel_us > 0) {
+		uint64_t t0 = now_ns();
+		struct timespec d = {kernel_us / 1000000, (kernel_us % 1000000) * 1000};
+		nanosleep(&d, NULL);
+		atomic_fetch_add(&busy[cur_dev], now_ns() - t0);
+	}
+	return CUDA_SUCCESS;
+}
+
+#define KARGS                                                                                                \
+	CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned sm, \
+		CUstream s
+#define UNUSED_KARGS (void)f, (void)gx, (void)gy, (void)gz, (void)bx, (void)by, (void)bz, (void)sm, (void)s
+
+EXPORT CUresult cuLaunchKernel(KARGS, void **p, void **e)
+{
+	UNUSED_KARGS, (void)p, (void)e;
+	return run("cuLaunchKernel");
+}
+EXPORT CUresult cuLaunchKernel_ptsz(KARGS, void **p, void **e)
+{
+	UNUSED_KARGS, (void)p, (void)e;
+	return run("cuLaunchKernel_ptsz");
+}
+EXPORT CUresult cuLaunchCooperativeKernel(KARGS, void **p)
+{
+	UNUSED_KARGS, (void)p;
+	return run("cuLaunchCooperativeKernel");
+}
+EXPORT CUresult cuLaunchCooperativeKernel_ptsz(KARGS, void **p)
+{
+	UNUSED_KARGS, (void)p;
+	return run("cuLaunchCooperativeKernel_ptsz");
+}
+EXPORT CUresult cuLaunchKernelEx(const CUlaunchConfig *c, CUfunction f, void **p, void **e)
+{
+	(void)c, (void)f, (void)p, (void)e;
+	return run("cuLaunchKernelEx");
+}
+EXPORT CUresult cuLaunchKernelEx_ptsz(const CUlaunchConfig *c, CUfunction f, void **p, void **e)
+{
+	(void)c, (void)f, (void)p, (void)e;
+	return run("cuLaunchKernelEx_ptsz");
+}
+EXPORT CUresult cuGraphLaunch(CUgraphExec g, CUstream s)
+{
+	(void)g, (void)s;
+	return run("cuGraphLaunch");
+}
+EXPORT CUresult cuGraphLaunch_ptsz(CUgraphExec g, CUstream s)
+{
+	(void)g, (void)s;
+	return run("cuGraphLaunch_ptsz");
+}
+
+/* Events: the stub GPU is synchronous, so an event completes when recorded. */
+struct CUevent_st {
+	uint64_t t;
+};
+EXPORT CUresult cuEventCreate(CUevent *e, unsigned int flags)
+{
+	(void)flags;
+	*e = calloc(1, sizeof **e);
+	return *e ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
+}
+EXPORT CUresult cuEventRecord(CUevent e, CUstream s)
+{
+	(void)s;
+	e->t = now_ns();
+	return CUDA_SUCCESS;
+}
+EXPORT CUresult cuEventQuery(CUevent e)
+{
+	(void)e;
+	return CUDA_SUCCESS;
+}
+EXPORT CUresult cuEventElapsedTime_v2(float *ms, CUevent a, CUevent b)
+{
+	*ms = (float)((double)(b->t - a->t) / 1e6);
+	return CUDA_SUCCESS;
+}
+EXPORT CUresult cuEventDestroy_v2(CUevent e)
+{
+	free(e);
+	return CUDA_SUCCESS;
+}
+
+/* cuGetProcAddress: the driver's own table of ABI variants. */
+static const struct {
+	const char *base;
+	int version, ptds;
+	void *fn;
+} procs[] = {
+	{"cuGetProcAddress", 12000, 0, (void *)cuGetProcAddress_v2},
+	{"cuMemAlloc", 3020, 0, (void *)cuMemAlloc_v2},
+	{"cuMemFree", 3020, 0, (void *)cuMemFree_v2},
+	{"cuMemGetInfo", 3020, 0, (void *)cuMemGetInfo_v2},
+	{"cuDeviceTotalMem", 3020, 0, (void *)cuDeviceTotalMem_v2},
+	{"cuMemAllocAsync", 11020, 0, (void *)cuMemAllocAsync},
+	{"cuMemAllocAsync", 11020, 1, (void *)cuMemAllocAsync_ptsz},
+	{"cuMemFreeAsync", 11020, 0, (void *)cuMemFreeAsync},
+	{"cuMemFreeAsync", 11020, 1, (void *)cuMemFreeAsync_ptsz},
+	{"cuLaunchKernel", 4000, 0, (void *)cuLaunchKernel},
+	{"cuLaunchKernel", 7000, 1, (void *)cuLaunchKernel_ptsz},
+	{"cuLaunchKernelEx", 11060, 0, (void *)cuLaunchKernelEx},
+	{"cuLaunchKernelEx", 11060, 1, (void *)cuLaunchKernelEx_ptsz},
+	{"cuGraphLaunch", 10000, 0, (void *)cuGraphLaunch},
+	{"cuGraphLaunch", 10000, 1, (void *)cuGraphLaunch_ptsz},
+	{"cuCtxGetDevice", 2000, 0, (void *)cuCtxGetDevice},
+};
+
+EXPORT CUresult cuGetProcAddress_v2(const char *sym, void **pfn, int version, cuuint64_t flags,
+				    CUdriverProcAddressQueryResult *st)
+{
+	int ptds = (flags & CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM) != 0, best = -1;
+	for (int i = 0; i < (int)(sizeof procs / sizeof procs[0]); i++) {
+		if (strcmp(procs[i].base, sym) != 0 || procs[i].version > version || procs[i].ptds > ptds)
+			continue;
+		if (best < 0 || procs[i].ptds > procs[best].ptds)
+			best = i;
+	}
+	if (st != NULL)
+		*st = best < 0 ? CU_GET_PROC_ADDRESS_SYMBOL_NOT_FOUND : CU_GET_PROC_ADDRESS_SUCCESS;
+	*pfn = best < 0 ? NULL : procs[best].fn;
+	return best < 0 ? CUDA_ERROR_NOT_FOUND : CUDA_SUCCESS;
+}

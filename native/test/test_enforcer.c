@@ -1,0 +1,483 @@
+/* End-to-end checks of the preloaded enforcer over the stub driver. The
+ * driver is reached as applications reach it: dlopen("libcuda.so.1") and
+ * dlsym, or cuGetProcAddress. One subcommand per check; run_tests.sh sets the
+ * environment (limits, stub sizes) and runs them, several at once where the
+ * check is about processes. */
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mosaic_cuda.h"
+#include "stub.h"
+
+#define MiB (1ULL << 20)
+#define OOM CUDA_ERROR_OUT_OF_MEMORY
+
+static int failures;
+
+#define CHECK(cond, ...)                                                                                     \
+	do {                                                                                                 \
+		if (!(cond)) {                                                                               \
+			failures++;                                                                          \
+			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                      \
+			fprintf(stderr, __VA_ARGS__);                                                        \
+			fputc('\n', stderr);                                                                 \
+		}                                                                                            \
+	} while (0)
+
+static void *cuda, *nvml;
+
+static void *sym(void *h, const char *name)
+{
+	void *p = dlsym(h, name);
+	if (p == NULL) {
+		fprintf(stderr, "missing %s\n", name);
+		exit(2);
+	}
+	return p;
+}
+
+/* Typed pointers, all obtained through dlsym. */
+#define F(name) static __typeof__(&name) p_##name
+F(cuInit);
+F(cuMemAlloc_v2);
+F(cuMemAllocPitch_v2);
+F(cuMemAllocManaged);
+F(cuMemAllocAsync);
+F(cuMemAllocAsync_ptsz);
+F(cuMemAllocFromPoolAsync);
+F(cuMemAllocFromPoolAsync_ptsz);
+F(cuMemFree_v2);
+F(cuMemFreeAsync);
+F(cuMemFreeAsync_ptsz);
+F(cuMemCreate);
+F(cuMemRelease);
+F(cuArrayCreate_v2);
+F(cuArray3DCreate_v2);
+F(cuArrayDestroy);
+F(cuMipmappedArrayCreate);
+F(cuMipmappedArrayDestroy);
+F(cuMemGetInfo_v2);
+F(cuDeviceTotalMem_v2);
+F(cuGetProcAddress_v2);
+F(cuLaunchKernel);
+F(cuGraphLaunch);
+F(nvmlDeviceGetMemoryInfo);
+F(nvmlDeviceGetMemoryInfo_v2);
+#undef F
+typedef CUresult (*ctx_create_fn)(CUcontext *, unsigned int, CUdevice);
+typedef CUresult (*ctx_set_fn)(CUcontext);
+typedef nvmlReturn_t (*nvml_handle_fn)(unsigned int, nvmlDevice_t *);
+static ctx_create_fn p_cuCtxCreate_v2;
+static ctx_set_fn p_cuCtxSetCurrent;
+static stub_last_call_fn p_last;
+static stub_counter_fn p_used, p_peak, p_busy;
+static CUcontext ctx[2];
+
+#define LOAD(h, name) p_##name = (__typeof__(p_##name))sym(h, #name)
+
+static void setup(void)
+{
+	cuda = dlopen("libcuda.so.1", RTLD_NOW | RTLD_LOCAL);
+	if (cuda == NULL) {
+		fprintf(stderr, "dlopen libcuda.so.1: %s\n", dlerror());
+		exit(2);
+	}
+	LOAD(cuda, cuInit);
+	LOAD(cuda, cuMemAlloc_v2);
+	LOAD(cuda, cuMemAllocPitch_v2);
+	LOAD(cuda, cuMemAllocManaged);
+	LOAD(cuda, cuMemAllocAsync);
+	LOAD(cuda, cuMemAllocAsync_ptsz);
+	LOAD(cuda, cuMemAllocFromPoolAsync);
+	LOAD(cuda, cuMemAllocFromPoolAsync_ptsz);
+	LOAD(cuda, cuMemFree_v2);
+	LOAD(cuda, cuMemFreeAsync);
+	LOAD(cuda, cuMemFreeAsync_ptsz);
+	LOAD(cuda, cuMemCreate);
+	LOAD(cuda, cuMemRelease);
+	LOAD(cuda, cuArrayCreate_v2);
+	LOAD(cuda, cuArray3DCreate_v2);
+	LOAD(cuda, cuArrayDestroy);
+	LOAD(cuda, cuMipmappedArrayCreate);
+	LOAD(cuda, cuMipmappedArrayDestroy);
+	LOAD(cuda, cuMemGetInfo_v2);
+	LOAD(cuda, cuDeviceTotalMem_v2);
+	LOAD(cuda, cuGetProcAddress_v2);
+	LOAD(cuda, cuLaunchKernel);
+	LOAD(cuda, cuGraphLaunch);
+	LOAD(cuda, cuCtxCreate_v2);
+	LOAD(cuda, cuCtxSetCurrent);
+	p_last = (stub_last_call_fn)sym(cuda, "stub_last_call");
+	p_used = (stub_counter_fn)sym(cuda, "stub_used_bytes");
+	p_peak = (stub_counter_fn)sym(cuda, "stub_peak_bytes");
+	p_busy = (stub_counter_fn)sym(cuda, "stub_busy_ns");
+	CHECK(p_cuInit(0) == CUDA_SUCCESS, "cuInit");
+	p_cuCtxCreate_v2(&ctx[1], 0, 1);
+	p_cuCtxCreate_v2(&ctx[0], 0, 0);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ULL + (uint64_t)t.tv_nsec;
+}
+
+static uint64_t env_u64(const char *name)
+{
+	const char *s = getenv(name);
+	if (s == NULL) {
+		fprintf(stderr, "%s not set\n", name);
+		exit(2);
+	}
+	return strtoull(s, NULL, 10);
+}
+
+/* Every allocation path, as alloc(bytes) -> handle and release(handle). */
+struct path {
+	const char *name;
+	CUresult (*alloc)(uint64_t bytes, uint64_t *h);
+	CUresult (*release)(uint64_t h);
+};
+
+static CUresult a_alloc(uint64_t b, uint64_t *h) { return p_cuMemAlloc_v2((CUdeviceptr *)h, b); }
+static CUresult a_pitch(uint64_t b, uint64_t *h)
+{
+	size_t pitch;
+	return p_cuMemAllocPitch_v2((CUdeviceptr *)h, &pitch, 4096, b / 4096, 4);
+}
+static CUresult a_managed(uint64_t b, uint64_t *h) { return p_cuMemAllocManaged((CUdeviceptr *)h, b, 1); }
+static CUresult a_async(uint64_t b, uint64_t *h) { return p_cuMemAllocAsync((CUdeviceptr *)h, b, NULL); }
+static CUresult a_async_ptsz(uint64_t b, uint64_t *h) { return p_cuMemAllocAsync_ptsz((CUdeviceptr *)h, b, NULL); }
+static CUresult a_pool(uint64_t b, uint64_t *h) { return p_cuMemAllocFromPoolAsync((CUdeviceptr *)h, b, NULL, NULL); }
+static CUresult a_pool_ptsz(uint64_t b, uint64_t *h)
+{
+	return p_cuMemAllocFromPoolAsync_ptsz((CUdeviceptr *)h, b, NULL, NULL);
+}
+static CUresult a_create(uint64_t b, uint64_t *h)
+{
+	CUmemAllocationProp prop = {0};
+	prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+	prop.location.id = 0;
+	return p_cuMemCreate((CUmemGenericAllocationHandle *)h, b, &prop, 0);
+}
+static CUresult a_array(uint64_t b, uint64_t *h)
+{
+	CUDA_ARRAY_DESCRIPTOR d = {4096, b / 4096 / 4, CU_AD_FORMAT_FLOAT, 1};
+	return p_cuArrayCreate_v2((CUarray *)h, &d);
+}
+static CUresult a_array3d(uint64_t b, uint64_t *h)
+{
+	CUDA_ARRAY3D_DESCRIPTOR d = {1024, 4, b / 1024 / 4 / 2, CU_AD_FORMAT_HALF, 1, 0};
+	return p_cuArray3DCreate_v2((CUarray *)h, &d);
+}
+static CUresult a_mipmap(uint64_t b, uint64_t *h)
+{
+	/* One level: exactly b bytes. */
+	CUDA_ARRAY3D_DESCRIPTOR d = {b / 4, 0, 0, CU_AD_FORMAT_UNSIGNED_INT8, 4, 0};
+	return p_cuMipmappedArrayCreate((CUmipmappedArray *)h, &d, 1);
+}
+static CUresult f_free(uint64_t h) { return p_cuMemFree_v2(h); }
+static CUresult f_async(uint64_t h) { return p_cuMemFreeAsync(h, NULL); }
+static CUresult f_async_ptsz(uint64_t h) { return p_cuMemFreeAsync_ptsz(h, NULL); }
+static CUresult f_release(uint64_t h) { return p_cuMemRelease(h); }
+static CUresult f_array(uint64_t h) { return p_cuArrayDestroy((CUarray)(uintptr_t)h); }
+static CUresult f_mipmap(uint64_t h) { return p_cuMipmappedArrayDestroy((CUmipmappedArray)(uintptr_t)h); }
+
+static const struct path paths[] = {
+	{"cuMemAlloc_v2", a_alloc, f_free},
+	{"cuMemAllocPitch_v2", a_pitch, f_free},
+	{"cuMemAllocManaged", a_managed, f_free},
+	{"cuMemAllocAsync", a_async, f_async},
+	{"cuMemAllocAsync_ptsz", a_async_ptsz, f_async_ptsz},
+	{"cuMemAllocFromPoolAsync", a_pool, f_async},
+	{"cuMemAllocFromPoolAsync_ptsz", a_pool_ptsz, f_free},
+	{"cuMemCreate", a_create, f_release},
+	{"cuArrayCreate_v2", a_array, f_array},
+	{"cuArray3DCreate_v2", a_array3d, f_array},
+	{"cuMipmappedArrayCreate", a_mipmap, f_mipmap},
+};
+
+static uint64_t used_now(void)
+{
+	size_t f = 0, t = 0;
+	p_cuMemGetInfo_v2(&f, &t);
+	return t - f;
+}
+
+/* MOSAIC limit of device 0 is TEST_LIMIT bytes. */
+static void t_paths(void)
+{
+	uint64_t limit = env_u64("TEST_LIMIT"), h, h2;
+	for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+		const struct path *p = &paths[i];
+		CUresult r = p->alloc(limit + 64 * MiB, &h);
+		CHECK(r == OOM, "%s over the limit: %d", p->name, r);
+		CHECK(p_used(0) == 0, "%s: the driver allocated %llu bytes", p->name, (unsigned long long)p_used(0));
+		r = p->alloc(limit / 2, &h);
+		CHECK(r == CUDA_SUCCESS, "%s below the limit: %d", p->name, r);
+		CHECK(used_now() == limit / 2, "%s: used %llu", p->name, (unsigned long long)used_now());
+		r = p->alloc(limit / 2 + 64 * MiB, &h2);
+		CHECK(r == OOM, "%s past the remainder: %d", p->name, r);
+		CHECK(p->release(h) == CUDA_SUCCESS, "%s release", p->name);
+		CHECK(used_now() == 0 && p_used(0) == 0, "%s: used %llu after release", p->name,
+		      (unsigned long long)used_now());
+		r = p->alloc(limit, &h);
+		CHECK(r == CUDA_SUCCESS, "%s: the whole limit again: %d", p->name, r);
+		p->release(h);
+	}
+	/* Another device's limit (TEST_LIMIT1) is counted apart. */
+	p_cuCtxSetCurrent(ctx[1]);
+	CHECK(a_alloc(limit, &h) == CUDA_SUCCESS, "device 1 has its own budget");
+	p_cuMemFree_v2(h);
+	p_cuCtxSetCurrent(ctx[0]);
+}
+
+/* Every path refuses even one byte when the configuration was rejected. */
+static void t_failclosed(void)
+{
+	uint64_t h;
+	for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++) {
+		CUresult r = paths[i].alloc(16 * MiB, &h);
+		CHECK(r == OOM, "%s with a rejected config: %d", paths[i].name, r);
+	}
+	CHECK(p_cuMemAlloc_v2((CUdeviceptr *)&h, 1) == OOM, "one byte");
+	size_t f = 1, t = 1;
+	p_cuMemGetInfo_v2(&f, &t);
+	CHECK(f == 0 && t == 0, "cuMemGetInfo free %zu total %zu", f, t);
+}
+
+static void nvml_info(int idx, uint64_t *total, uint64_t *used, uint64_t *total2, uint64_t *used2)
+{
+	nvmlDevice_t d;
+	nvmlMemory_t m;
+	nvmlMemory_v2_t m2 = {0};
+	((nvml_handle_fn)sym(nvml, "nvmlDeviceGetHandleByIndex_v2"))((unsigned)idx, &d);
+	p_nvmlDeviceGetMemoryInfo(d, &m);
+	p_nvmlDeviceGetMemoryInfo_v2(d, &m2);
+	CHECK(m.total == m.used + m.free && m2.total == m2.used + m2.free, "nvml free+used != total");
+	*total = m.total, *used = m.used, *total2 = m2.total, *used2 = m2.used;
+}
+
+/* Devices 0 and 1 must report totals TEST_TOTAL0 and TEST_TOTAL1. */
+static void t_meminfo(void)
+{
+	uint64_t want[2] = {env_u64("TEST_TOTAL0"), env_u64("TEST_TOTAL1")};
+	nvml = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+	CHECK(nvml != NULL, "dlopen nvml");
+	LOAD(nvml, nvmlDeviceGetMemoryInfo);
+	LOAD(nvml, nvmlDeviceGetMemoryInfo_v2);
+	for (int d = 0; d < 2; d++) {
+		size_t b = 0, f = 0, t = 0;
+		p_cuCtxSetCurrent(ctx[d]);
+		p_cuDeviceTotalMem_v2(&b, d);
+		CHECK(b == want[d], "device %d cuDeviceTotalMem %zu, want %llu", d, b, (unsigned long long)want[d]);
+		p_cuMemGetInfo_v2(&f, &t);
+		CHECK(t == want[d] && f == t, "device %d cuMemGetInfo free %zu total %zu", d, f, t);
+		uint64_t h;
+		CHECK(a_alloc(48 * MiB, &h) == CUDA_SUCCESS, "alloc");
+		p_cuMemGetInfo_v2(&f, &t);
+		CHECK(t == want[d] && f == t - 48 * MiB, "device %d after 48 MiB: free %zu total %zu", d, f, t);
+		uint64_t nt, nu, nt2, nu2;
+		nvml_info(d, &nt, &nu, &nt2, &nu2);
+		CHECK(nt == want[d] && nt2 == want[d], "device %d nvml total %llu/%llu", d, (unsigned long long)nt,
+		      (unsigned long long)nt2);
+		CHECK(nu == 48 * MiB && nu2 == 48 * MiB, "device %d nvml used %llu/%llu", d, (unsigned long long)nu,
+		      (unsigned long long)nu2);
+		p_cuMemFree_v2(h);
+	}
+	p_cuCtxSetCurrent(ctx[0]);
+}
+
+/* cuGetProcAddress hands out the hook of the variant the driver would. */
+static void t_procaddr(void)
+{
+	static const struct {
+		const char *sym;
+		int version;
+		int flags;
+		const char *want; /* variant the driver must see called */
+	} cases[] = {
+		{"cuLaunchKernel", 12000, 0, "cuLaunchKernel"},
+		{"cuLaunchKernel", 12000, CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM, "cuLaunchKernel_ptsz"},
+		{"cuLaunchKernel", 12000, CU_GET_PROC_ADDRESS_LEGACY_STREAM, "cuLaunchKernel"},
+		{"cuLaunchKernelEx", 12000, CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM, "cuLaunchKernelEx_ptsz"},
+		{"cuGraphLaunch", 12000, CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM, "cuGraphLaunch_ptsz"},
+		{"cuGraphLaunch", 12000, 0, "cuGraphLaunch"},
+	};
+	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+		void *fn = NULL;
+		CUdriverProcAddressQueryResult st;
+		CUresult r = p_cuGetProcAddress_v2(cases[i].sym, &fn, cases[i].version, cases[i].flags, &st);
+		CHECK(r == CUDA_SUCCESS && fn != NULL, "%s: %d", cases[i].sym, r);
+		if (fn == NULL)
+			continue;
+		CHECK(fn == dlsym(RTLD_DEFAULT, cases[i].want), "%s: not the hook of %s", cases[i].sym, cases[i].want);
+		if (strncmp(cases[i].sym, "cuLaunchKernelEx", 16) == 0) {
+			CUlaunchConfig c = {0};
+			((__typeof__(&cuLaunchKernelEx))fn)(&c, NULL, NULL, NULL);
+		} else if (strncmp(cases[i].sym, "cuGraphLaunch", 13) == 0) {
+			((__typeof__(&cuGraphLaunch))fn)(NULL, NULL);
+		} else {
+			((__typeof__(&cuLaunchKernel))fn)(NULL, 1, 1, 1, 1, 1, 1, 0, NULL, NULL, NULL);
+		}
+		CHECK(strcmp(p_last(), cases[i].want) == 0, "%s: driver saw %s, want %s", cases[i].sym, p_last(),
+		      cases[i].want);
+	}
+	/* Memory entry points from cuGetProcAddress are enforced too. */
+	uint64_t limit = env_u64("TEST_LIMIT"), h;
+	void *fn = NULL;
+	p_cuGetProcAddress_v2("cuMemAlloc", &fn, 12000, 0, NULL);
+	CHECK(fn == dlsym(RTLD_DEFAULT, "cuMemAlloc_v2"), "cuMemAlloc: not the _v2 hook");
+	CHECK(((__typeof__(&cuMemAlloc_v2))fn)((CUdeviceptr *)&h, limit + 1) == OOM, "cuMemAlloc via procaddr");
+	CHECK(((__typeof__(&cuMemAlloc_v2))fn)((CUdeviceptr *)&h, MiB) == CUDA_SUCCESS, "cuMemAlloc via procaddr");
+	CHECK(strcmp(p_last(), "cuMemAlloc_v2") == 0, "driver saw %s", p_last());
+	p_cuMemFree_v2(h);
+	p_cuGetProcAddress_v2("cuMemAllocAsync", &fn, 12000, CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM, NULL);
+	CHECK(((__typeof__(&cuMemAllocAsync))fn)((CUdeviceptr *)&h, limit + 1, NULL) == OOM, "async ptsz");
+	CHECK(((__typeof__(&cuMemAllocAsync))fn)((CUdeviceptr *)&h, MiB, NULL) == CUDA_SUCCESS, "async ptsz");
+	CHECK(strcmp(p_last(), "cuMemAllocAsync_ptsz") == 0, "driver saw %s", p_last());
+	p_cuMemFree_v2(h);
+	/* cuGetProcAddress for itself returns the hook; unhooked names pass through. */
+	p_cuGetProcAddress_v2("cuGetProcAddress", &fn, 12000, 0, NULL);
+	CHECK(fn == (void *)p_cuGetProcAddress_v2, "cuGetProcAddress: not the hook");
+	p_cuGetProcAddress_v2("cuCtxGetDevice", &fn, 12000, 0, NULL);
+	CUdevice dev = -1;
+	CHECK(fn != NULL && ((__typeof__(&cuCtxGetDevice))fn)(&dev) == CUDA_SUCCESS && dev == 0, "cuCtxGetDevice");
+	/* Names the driver does not know stay unknown. */
+	CHECK(dlsym(cuda, "cuNoSuchFunction") == NULL, "unknown symbol");
+}
+
+/* Threads allocating and freeing 2 MiB blocks as fast as they can. */
+static int stress_iters;
+static _Atomic unsigned long ok_count, oom_count;
+
+static void *stress_thread(void *arg)
+{
+	unsigned seed = (unsigned)(uintptr_t)arg ^ (unsigned)getpid();
+	CUdeviceptr held[4] = {0};
+	p_cuCtxSetCurrent(ctx[0]);
+	for (int i = 0; i < stress_iters; i++) {
+		int k = rand_r(&seed) % 4;
+		if (held[k] != 0) {
+			CHECK(p_cuMemFree_v2(held[k]) == CUDA_SUCCESS, "free");
+			held[k] = 0;
+		} else {
+			CUresult r = p_cuMemAlloc_v2(&held[k], 2 * MiB);
+			CHECK(r == CUDA_SUCCESS || r == OOM, "alloc returned %d", r);
+			if (r == CUDA_SUCCESS)
+				ok_count++;
+			else
+				{ oom_count++; held[k] = 0; }
+		}
+	}
+	for (int k = 0; k < 4; k++)
+		if (held[k] != 0)
+			p_cuMemFree_v2(held[k]);
+	return NULL;
+}
+
+static void t_stress(int threads, int iters)
+{
+	pthread_t t[64];
+	stress_iters = iters;
+	/* All processes start together once TEST_START_FILE exists. */
+	const char *start = getenv("TEST_START_FILE");
+	for (int i = 0; start != NULL && access(start, F_OK) != 0 && i < 20000; i++) {
+		struct timespec d = {0, 1000000};
+		nanosleep(&d, NULL);
+	}
+	for (int i = 0; i < threads && i < 64; i++)
+		pthread_create(&t[i], NULL, stress_thread, (void *)(uintptr_t)i);
+	for (int i = 0; i < threads && i < 64; i++)
+		pthread_join(t[i], NULL);
+	printf("ok %lu oom %lu\n", (unsigned long)ok_count, (unsigned long)oom_count);
+}
+
+static void t_hold(uint64_t bytes)
+{
+	uint64_t h;
+	CUresult r = a_alloc(bytes, &h);
+	printf("%s\n", r == CUDA_SUCCESS ? "held" : "refused");
+	fflush(stdout);
+	for (;;)
+		pause();
+}
+
+/* Waits until the container's usage of device 0 is want; prints the ms. */
+static void t_wait_used(uint64_t want, int timeout_ms)
+{
+	uint64_t t0 = now_ns(), u = 0;
+	while ((u = used_now()) != want && now_ns() - t0 < (uint64_t)timeout_ms * 1000000ULL) {
+		struct timespec d = {0, 5000000};
+		nanosleep(&d, NULL);
+	}
+	printf("%.0f\n", (double)(now_ns() - t0) / 1e6);
+	CHECK(u == want, "usage %llu after %d ms, want %llu", (unsigned long long)u, timeout_ms,
+	      (unsigned long long)want);
+}
+
+static void t_peak(void) { printf("%llu %llu\n", (unsigned long long)p_peak(0), (unsigned long long)p_used(0)); }
+
+/* Launches for the given seconds; prints the share of time kernels ran. */
+static void t_share(double seconds, const char *how)
+{
+	void *fn = NULL;
+	int ptsz = strcmp(how, "ptsz") == 0, graph = strcmp(how, "graph") == 0;
+	p_cuGetProcAddress_v2(graph ? "cuGraphLaunch" : "cuLaunchKernel", &fn, 12000,
+			      ptsz ? CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM : 0, NULL);
+	uint64_t t0 = now_ns(), end = t0 + (uint64_t)(seconds * 1e9), n = 0;
+	while (now_ns() < end) {
+		if (graph)
+			((__typeof__(&cuGraphLaunch))fn)(NULL, NULL);
+		else
+			((__typeof__(&cuLaunchKernel))fn)(NULL, 1, 1, 1, 1, 1, 1, 0, NULL, NULL, NULL);
+		n++;
+	}
+	double share = (double)p_busy(0) / (double)(now_ns() - t0);
+	printf("%.1f\n", share * 100);
+	fprintf(stderr, "share %.1f%% over %llu launches\n", share * 100, (unsigned long long)n);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		fprintf(stderr, "usage: test_enforcer paths|failclosed|meminfo|procaddr|stress|hold|wait_used|peak|share\n");
+		return 2;
+	}
+	setup();
+	const char *cmd = argv[1];
+	if (strcmp(cmd, "paths") == 0)
+		t_paths();
+	else if (strcmp(cmd, "failclosed") == 0)
+		t_failclosed();
+	else if (strcmp(cmd, "meminfo") == 0)
+		t_meminfo();
+	else if (strcmp(cmd, "procaddr") == 0)
+		t_procaddr();
+	else if (strcmp(cmd, "stress") == 0 && argc == 4)
+		t_stress(atoi(argv[2]), atoi(argv[3]));
+	else if (strcmp(cmd, "hold") == 0 && argc == 3)
+		t_hold(strtoull(argv[2], NULL, 10));
+	else if (strcmp(cmd, "wait_used") == 0 && argc == 4)
+		t_wait_used(strtoull(argv[2], NULL, 10), atoi(argv[3]));
+	else if (strcmp(cmd, "peak") == 0)
+		t_peak();
+	else if (strcmp(cmd, "share") == 0 && argc == 4)
+		t_share(atof(argv[2]), argv[3]);
+	else {
+		fprintf(stderr, "bad command\n");
+		return 2;
+	}
+	if (failures) {
+		fprintf(stderr, "test_enforcer %s: %d failures\n", cmd, failures);
+		return 1;
+	}
+	return 0;
+}
