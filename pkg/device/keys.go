@@ -10,6 +10,13 @@ const (
 	// scheduler writes it, through the pod's Binding.
 	AllocationAnnotation = "mosaic.io/allocation"
 
+	// HandedOutLabel marks a pod whose devices the node agent has handed
+	// to the kubelet (value "true"). Only nodes without NRI use it: there,
+	// the kubelet's Allocate cannot tell pods apart, so the scheduler keeps
+	// at most one device pod per node waiting for it. It is a label so that
+	// setting it is an event the scheduler requeues pods on.
+	HandedOutLabel = "mosaic.io/handed-out"
+
 	NodePolicyAnnotation = "mosaic.io/node-scheduler-policy"
 	GPUPolicyAnnotation  = "mosaic.io/gpu-scheduler-policy"
 	NUMABindAnnotation   = "mosaic.io/numa-bind"

@@ -15,4 +15,6 @@ const (
 	ReasonTooFewCards = "fewer GPUs on the node than requested"
 	ReasonNUMA        = "not enough fitting GPUs on one NUMA node"
 	ReasonTooLarge    = "GPU request exceeds every GPU on the node"
+	// ReasonHandoutBusy: a node without NRI takes one device pod at a time.
+	ReasonHandoutBusy = "node agent still handing out devices to an earlier pod (node without NRI)"
 )

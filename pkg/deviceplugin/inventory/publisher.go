@@ -35,6 +35,11 @@ func (p *Publisher) Publish(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("discovering devices with %s: %w", p.Backend.Name(), err)
 	}
+	return p.PublishDevices(ctx, devs)
+}
+
+// PublishDevices patches the annotation with devs when it changed.
+func (p *Publisher) PublishDevices(ctx context.Context, devs []device.Device) error {
 	raw, err := device.EncodeInventory(&device.Inventory{Devices: devs, Config: p.Config, NRI: p.NRI})
 	if err != nil {
 		return err

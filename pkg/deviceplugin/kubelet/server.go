@@ -33,6 +33,11 @@ type Server struct {
 	changed chan struct{} // closed and replaced on every change
 
 	grpc *grpc.Server
+
+	// Handout, when set, hands out a container's cards in Allocate: the
+	// mode for runtimes without NRI. Otherwise Allocate only marks the
+	// container and the NRI plugin does the rest.
+	Handout func(ctx context.Context, resource string, ids []string) (*pluginapi.ContainerAllocateResponse, error)
 }
 
 // NewServer serves resource from dir (pluginapi.DevicePluginPath in
@@ -206,12 +211,21 @@ func preferDistinctCards(available, must []string, size int) []string {
 
 // Allocate marks the container as a device container. The cards and
 // limits themselves come from the pod's allocation, applied by the NRI
-// plugin when the runtime creates the container.
-func (s *Server) Allocate(_ context.Context, req *pluginapi.AllocateRequest) (*pluginapi.AllocateResponse, error) {
+// plugin when the runtime creates the container, or by Handout here when
+// the runtime has no NRI.
+func (s *Server) Allocate(ctx context.Context, req *pluginapi.AllocateRequest) (*pluginapi.AllocateResponse, error) {
 	rsp := &pluginapi.AllocateResponse{}
 	for _, cr := range req.ContainerRequests {
 		if len(cr.DevicesIds) == 0 {
 			return nil, fmt.Errorf("allocate request for %s names no devices", s.resource)
+		}
+		if s.Handout != nil {
+			c, err := s.Handout(ctx, s.resource, cr.DevicesIds)
+			if err != nil {
+				return nil, err
+			}
+			rsp.ContainerResponses = append(rsp.ContainerResponses, c)
+			continue
 		}
 		rsp.ContainerResponses = append(rsp.ContainerResponses, &pluginapi.ContainerAllocateResponse{
 			Envs: map[string]string{nri.RequestEnv: s.resource},

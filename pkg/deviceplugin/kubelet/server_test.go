@@ -10,6 +10,7 @@ import (
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
 	"github.com/mosaic-gpu/mosaic/pkg/device"
+	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/kubelet/kubelettest"
 	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/nri"
 )
 
@@ -36,7 +37,7 @@ func TestServerWithFakeKubelet(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	kubelet := startKubelet(t, dir)
+	kubelet := kubelettest.Start(t, dir)
 	logger, ctx := ktesting.NewTestContext(t)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -46,11 +47,11 @@ func TestServerWithFakeKubelet(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
 
-	reg := kubelet.waitRegistered(t)
+	reg := kubelet.WaitRegistered(t)
 	if reg.ResourceName != "nvidia.com/gpu" || reg.Version != pluginapi.Version || !reg.Options.GetPreferredAllocationAvailable {
 		t.Fatalf("registration = %+v", reg)
 	}
-	client := kubelet.dial(t, reg.Endpoint)
+	client := kubelet.Dial(t, reg.Endpoint)
 	stream, err := client.ListAndWatch(ctx, &pluginapi.Empty{})
 	if err != nil {
 		t.Fatal(err)
@@ -103,9 +104,9 @@ func TestServerWithFakeKubelet(t *testing.T) {
 	}
 
 	// The kubelet restarts: the plugin notices and registers again.
-	kubelet.restart(t)
-	reg = kubelet.waitRegistered(t)
-	client = kubelet.dial(t, reg.Endpoint)
+	kubelet.Restart(t)
+	reg = kubelet.WaitRegistered(t)
+	client = kubelet.Dial(t, reg.Endpoint)
 	opts, err := client.GetDevicePluginOptions(ctx, &pluginapi.Empty{})
 	if err != nil || !opts.GetPreferredAllocationAvailable {
 		t.Fatalf("after re-registration: %v, %v", opts, err)

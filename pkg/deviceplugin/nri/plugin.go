@@ -51,7 +51,7 @@ func (p *Plugin) CreateContainer(_ context.Context, pod *api.PodSandbox, ctr *ap
 	if d == nil {
 		return nil, nil, nil
 	}
-	if err := d.writeFiles(); err != nil {
+	if err := d.WriteFiles(); err != nil {
 		return nil, nil, fmt.Errorf("mosaic: preparing container %s: %w", ctr.GetName(), err)
 	}
 	p.logger.V(2).Info("Adjusted container", "pod", klog.KRef(pod.GetNamespace(), pod.GetName()), "container", ctr.GetName(), "env", len(d.Env), "mounts", len(d.Mounts))
@@ -66,7 +66,8 @@ func (p *Plugin) RemovePodSandbox(_ context.Context, pod *api.PodSandbox) error 
 	return nil
 }
 
-func (d *Decision) writeFiles() error {
+// WriteFiles creates the decision's host directories and files.
+func (d *Decision) WriteFiles() error {
 	for _, dir := range d.Dirs {
 		// World-writable: the container's processes, whatever their user,
 		// share one accounting file here.

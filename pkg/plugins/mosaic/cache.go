@@ -30,12 +30,18 @@ type nodeEntry struct {
 	err  error
 	cfg  device.NodeConfig
 	used map[string]device.Usage // by card UUID
+	// awaiting holds the pods bound or assumed here whose devices the node
+	// agent has not handed out yet.
+	awaiting map[types.UID]bool
 }
 
 type podEntry struct {
 	node      string
 	footprint map[string]device.Usage
 	assumed   bool
+	// awaiting is true until the node agent has handed out the pod's
+	// devices (HandedOutLabel); it matters on nodes without NRI only.
+	awaiting bool
 }
 
 func newUsageCache(defaults device.NodeConfig) *usageCache {
@@ -45,7 +51,7 @@ func newUsageCache(defaults device.NodeConfig) *usageCache {
 func (c *usageCache) node(name string) *nodeEntry {
 	n := c.nodes[name]
 	if n == nil {
-		n = &nodeEntry{used: map[string]device.Usage{}}
+		n = &nodeEntry{used: map[string]device.Usage{}, awaiting: map[types.UID]bool{}}
 		c.nodes[name] = n
 	}
 	return n
@@ -105,7 +111,7 @@ func (c *usageCache) updatePod(logger klog.Logger, pod *v1.Pod) {
 		c.deletePod(pod.UID)
 		return
 	}
-	c.set(pod.UID, pod.Spec.NodeName, alloc, false)
+	c.set(pod.UID, pod.Spec.NodeName, alloc, false, pod.Labels[device.HandedOutLabel] != "true")
 }
 
 func (c *usageCache) deletePod(uid types.UID) {
@@ -116,7 +122,7 @@ func (c *usageCache) deletePod(uid types.UID) {
 
 // assume records a placement this scheduler made before the API has it.
 func (c *usageCache) assume(uid types.UID, alloc *device.Allocation) {
-	c.set(uid, alloc.Node, alloc, true)
+	c.set(uid, alloc.Node, alloc, true, true)
 }
 
 // forget drops an assumed placement whose binding failed.
@@ -128,15 +134,18 @@ func (c *usageCache) forget(uid types.UID) {
 	}
 }
 
-func (c *usageCache) set(uid types.UID, node string, alloc *device.Allocation, assumed bool) {
+func (c *usageCache) set(uid types.UID, node string, alloc *device.Allocation, assumed, awaiting bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.removeLocked(uid)
-	e := &podEntry{node: node, footprint: alloc.Footprint(), assumed: assumed}
+	e := &podEntry{node: node, footprint: alloc.Footprint(), assumed: assumed, awaiting: awaiting}
 	c.pods[uid] = e
 	n := c.node(node)
 	for id, u := range e.footprint {
 		n.used[id] = n.used[id].Add(u)
+	}
+	if awaiting {
+		n.awaiting[uid] = true
 	}
 }
 
@@ -147,6 +156,7 @@ func (c *usageCache) removeLocked(uid types.UID) {
 	}
 	delete(c.pods, uid)
 	n := c.node(e.node)
+	delete(n.awaiting, uid)
 	for id, u := range e.footprint {
 		left := n.used[id].Sub(u)
 		if left.Slots <= 0 {
@@ -155,6 +165,20 @@ func (c *usageCache) removeLocked(uid types.UID) {
 			n.used[id] = left
 		}
 	}
+}
+
+// handoutBusy reports whether the node hands out devices through the
+// kubelet's Allocate alone (no NRI) and a device pod there is still waiting
+// for them: such a node takes one device pod at a time, derived from pod
+// state rather than a lock annotation that could dangle.
+func (c *usageCache) handoutBusy(node string, self types.UID) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	n := c.nodes[node]
+	if n == nil || n.inv == nil || n.inv.NRI {
+		return false
+	}
+	return len(n.awaiting) > 1 || (len(n.awaiting) == 1 && !n.awaiting[self])
 }
 
 // footprint returns what the pod holds, if the cache knows it.

@@ -163,3 +163,39 @@ func TestQueueingHints(t *testing.T) {
 		t.Error("a new node with an inventory does not requeue")
 	}
 }
+
+// A node without NRI takes one device pod at a time: the pod waiting for
+// the node agent to hand out its devices blocks the next until labelled.
+func TestHandoutBusyWithoutNRI(t *testing.T) {
+	logger, _ := ktesting.NewTestContext(t)
+	c := newUsageCache(device.NodeConfig{SplitCount: 10, MemoryScaling: 1, CoreScaling: 1})
+	inv := &device.Inventory{Devices: []device.Device{{UUID: "GPU-0", Index: 0, Vendor: device.VendorNVIDIA, Model: "A100", MemoryMiB: 1000, Healthy: true}}}
+	raw, _ := device.EncodeInventory(inv)
+	c.setNode(logger, testNode(t, "plain", raw))
+	inv.NRI = true
+	rawNRI, _ := device.EncodeInventory(inv)
+	c.setNode(logger, testNode(t, "nri", rawNRI))
+
+	c.assume("a", testAlloc("plain", "GPU-0", 10))
+	c.assume("b", testAlloc("nri", "GPU-0", 10))
+	if !c.handoutBusy("plain", "other") {
+		t.Error("a node without NRI with a pod awaiting its devices takes another")
+	}
+	if c.handoutBusy("plain", "a") {
+		t.Error("the awaiting pod blocks itself")
+	}
+	if c.handoutBusy("nri", "other") {
+		t.Error("a node with NRI is limited to one pod at a time")
+	}
+	// Bound, then handed out: the node is free again.
+	p := boundPod(t, "a", "plain", testAlloc("plain", "GPU-0", 10))
+	c.updatePod(logger, p)
+	if !c.handoutBusy("plain", "other") {
+		t.Error("a bound pod without the handed-out label does not block")
+	}
+	p.Labels = map[string]string{device.HandedOutLabel: "true"}
+	c.updatePod(logger, p)
+	if c.handoutBusy("plain", "other") {
+		t.Error("a handed-out pod still blocks the node")
+	}
+}

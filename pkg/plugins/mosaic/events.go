@@ -25,6 +25,7 @@ func (p *Mosaic) EventsToRegister(context.Context) ([]fwk.ClusterEventWithHint, 
 	return []fwk.ClusterEventWithHint{
 		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Delete}, QueueingHintFn: p.isDevicePodDeleted},
 		{Event: fwk.ClusterEvent{Resource: fwk.Node, ActionType: fwk.Add | fwk.UpdateNodeAnnotation}, QueueingHintFn: p.isInventoryChanged},
+		{Event: fwk.ClusterEvent{Resource: fwk.AssignedPod, ActionType: fwk.UpdatePodLabel}, QueueingHintFn: p.isHandedOut},
 	}, nil
 }
 
@@ -54,5 +55,22 @@ func (p *Mosaic) isInventoryChanged(logger klog.Logger, _ *v1.Pod, oldObj, newOb
 	if o, ok := oldObj.(*v1.Node); ok && o.Annotations[device.InventoryAnnotation] == now {
 		return fwk.QueueSkip, nil
 	}
+	return fwk.Queue, nil
+}
+
+// isHandedOut requeues when the node agent of a node without NRI marks a
+// pod's devices handed out: the node takes the next device pod.
+func (p *Mosaic) isHandedOut(logger klog.Logger, _ *v1.Pod, oldObj, newObj any) (fwk.QueueingHint, error) {
+	pod, ok := newObj.(*v1.Pod)
+	if !ok {
+		return fwk.Queue, nil
+	}
+	if old, ok := oldObj.(*v1.Pod); ok && old.Labels[device.HandedOutLabel] == pod.Labels[device.HandedOutLabel] {
+		return fwk.QueueSkip, nil
+	}
+	if pod.Labels[device.HandedOutLabel] != "true" {
+		return fwk.QueueSkip, nil
+	}
+	p.cache.updatePod(logger, pod)
 	return fwk.Queue, nil
 }

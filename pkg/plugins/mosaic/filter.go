@@ -18,6 +18,9 @@ func (p *Mosaic) Filter(_ context.Context, state fwk.CycleState, pod *v1.Pod, no
 		return fwk.AsStatus(err)
 	}
 	name := nodeInfo.Node().Name
+	if p.cache.handoutBusy(name, pod.UID) {
+		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, placement.ReasonHandoutBusy)
+	}
 	alloc, status := p.place(s, name)
 	if alloc != nil {
 		s.placements.Store(name, alloc)

@@ -1,4 +1,7 @@
-package kubelet
+// Package kubelettest is the kubelet's side of the device plugin API for
+// tests: the real Registration gRPC service on kubelet.sock in a directory,
+// and a client of a registered plugin's socket.
+package kubelettest
 
 import (
 	"context"
@@ -13,19 +16,19 @@ import (
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 )
 
-// fakeKubelet is the kubelet's side of the device plugin API: the real
+// Kubelet is the kubelet's side of the device plugin API: the real
 // Registration service on kubelet.sock, and a client of the plugin's
 // socket, as the kubelet's device manager does it.
-type fakeKubelet struct {
+type Kubelet struct {
 	pluginapi.UnimplementedRegistrationServer
-	dir        string
+	Dir        string
 	srv        *grpc.Server
 	registered chan *pluginapi.RegisterRequest
 }
 
-func startKubelet(t *testing.T, dir string) *fakeKubelet {
+func Start(t *testing.T, dir string) *Kubelet {
 	t.Helper()
-	k := &fakeKubelet{dir: dir, registered: make(chan *pluginapi.RegisterRequest, 4)}
+	k := &Kubelet{Dir: dir, registered: make(chan *pluginapi.RegisterRequest, 4)}
 	l, err := net.Listen("unix", filepath.Join(dir, "kubelet.sock"))
 	if err != nil {
 		t.Fatal(err)
@@ -36,23 +39,23 @@ func startKubelet(t *testing.T, dir string) *fakeKubelet {
 	return k
 }
 
-func (k *fakeKubelet) Register(_ context.Context, r *pluginapi.RegisterRequest) (*pluginapi.Empty, error) {
+func (k *Kubelet) Register(_ context.Context, r *pluginapi.RegisterRequest) (*pluginapi.Empty, error) {
 	k.registered <- r
 	return &pluginapi.Empty{}, nil
 }
 
-// restart stops the kubelet and wipes the directory, as a restarting
+// Restart stops the kubelet and wipes the directory, as a restarting
 // kubelet does, then serves again.
-func (k *fakeKubelet) restart(t *testing.T) {
+func (k *Kubelet) Restart(t *testing.T) {
 	k.srv.Stop()
-	entries, _ := os.ReadDir(k.dir)
+	entries, _ := os.ReadDir(k.Dir)
 	for _, e := range entries {
-		_ = os.Remove(filepath.Join(k.dir, e.Name()))
+		_ = os.Remove(filepath.Join(k.Dir, e.Name()))
 	}
-	*k = *startKubelet(t, k.dir)
+	*k = *Start(t, k.Dir)
 }
 
-func (k *fakeKubelet) waitRegistered(t *testing.T) *pluginapi.RegisterRequest {
+func (k *Kubelet) WaitRegistered(t *testing.T) *pluginapi.RegisterRequest {
 	t.Helper()
 	select {
 	case r := <-k.registered:
@@ -63,9 +66,9 @@ func (k *fakeKubelet) waitRegistered(t *testing.T) *pluginapi.RegisterRequest {
 	}
 }
 
-func (k *fakeKubelet) dial(t *testing.T, endpoint string) pluginapi.DevicePluginClient {
+func (k *Kubelet) Dial(t *testing.T, endpoint string) pluginapi.DevicePluginClient {
 	t.Helper()
-	conn, err := grpc.NewClient("unix://"+filepath.Join(k.dir, endpoint), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient("unix://"+filepath.Join(k.Dir, endpoint), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
 	}

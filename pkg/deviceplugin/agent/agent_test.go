@@ -1,0 +1,65 @@
+package agent
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/mosaic-gpu/mosaic/pkg/device"
+)
+
+func TestParseSharingConfig(t *testing.T) {
+	c, err := ParseSharingConfig([]byte("default: {splitCount: 8, memoryScaling: 1.5}\nnodes:\n  gpu-7: {splitCount: 4}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.For("gpu-7"); got != (device.NodeConfig{SplitCount: 4, MemoryScaling: 1.5}) {
+		t.Errorf("gpu-7 = %+v", got)
+	}
+	if got := c.For("other"); got != (device.NodeConfig{SplitCount: 8, MemoryScaling: 1.5}) {
+		t.Errorf("other = %+v", got)
+	}
+	for in, want := range map[string]string{
+		"defaults: {}\n":                     `unknown field "defaults"`,
+		"nodes:\n  n1: {splitCount: 9999}\n": "nodes.n1.splitCount: 9999 must be in 1..1024",
+		"default: {coreScaling: -1}\n":       "default.coreScaling: -1",
+	} {
+		if _, err := ParseSharingConfig([]byte(in)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: error = %v, want %q", in, err, want)
+		}
+	}
+}
+
+func TestCollector(t *testing.T) {
+	raw, err := device.EncodeAllocation(&device.Allocation{Node: "n1", Containers: []device.ContainerAllocation{
+		{Name: "a", Devices: []device.Share{{UUID: "GPU-0", Vendor: device.VendorNVIDIA, MemoryMiB: 300, Cores: 20}}},
+		{Name: "b", Devices: []device.Share{{UUID: "GPU-0", Vendor: device.VendorNVIDIA, MemoryMiB: 200, Cores: 10}}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods := []*v1.Pod{
+		{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", Annotations: map[string]string{device.AllocationAnnotation: raw}}, Spec: v1.PodSpec{NodeName: "n1"}},
+		// Finished pods hold nothing.
+		{ObjectMeta: metav1.ObjectMeta{Name: "done", Namespace: "ns", Annotations: map[string]string{device.AllocationAnnotation: raw}}, Spec: v1.PodSpec{NodeName: "n1"}, Status: v1.PodStatus{Phase: v1.PodSucceeded}},
+	}
+	c := NewCollector("n1", func() []*v1.Pod { return pods })
+	c.SetCards([]device.Device{{UUID: "GPU-0", Index: 0, Model: "A100", MemoryMiB: 1000, Healthy: true}}, device.NodeConfig{SplitCount: 4})
+	want := `
+# HELP mosaic_card_allocated_memory_mib Card memory allocated to pods bound to this node, MiB.
+# TYPE mosaic_card_allocated_memory_mib gauge
+mosaic_card_allocated_memory_mib{index="0",model="A100",node="n1",uuid="GPU-0"} 500
+# HELP mosaic_card_allocated_slots Shares of the card allocated to pods bound to this node.
+# TYPE mosaic_card_allocated_slots gauge
+mosaic_card_allocated_slots{index="0",model="A100",node="n1",uuid="GPU-0"} 2
+# HELP mosaic_card_slots Shares a card can hold (split count).
+# TYPE mosaic_card_slots gauge
+mosaic_card_slots{index="0",model="A100",node="n1",uuid="GPU-0"} 4
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "mosaic_card_allocated_memory_mib", "mosaic_card_allocated_slots", "mosaic_card_slots"); err != nil {
+		t.Error(err)
+	}
+}

@@ -1,0 +1,89 @@
+package agent
+
+import (
+	"strconv"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	v1 "k8s.io/api/core/v1"
+
+	"github.com/mosaic-gpu/mosaic/pkg/device"
+)
+
+// Collector exposes, per card of this node, its capacity and what the pods
+// bound here hold of it, computed from the pods' allocations at scrape time.
+type Collector struct {
+	node string
+	pods func() []*v1.Pod
+
+	mu    sync.Mutex
+	cards []device.Device
+	cfg   device.NodeConfig
+}
+
+// NewCollector reads pods through list (a lister over this node's pods).
+func NewCollector(node string, list func() []*v1.Pod) *Collector {
+	return &Collector{node: node, pods: list}
+}
+
+// SetCards records the cards and config last published.
+func (c *Collector) SetCards(cards []device.Device, cfg device.NodeConfig) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cards, c.cfg = cards, cfg
+}
+
+var (
+	cardLabels   = []string{"node", "uuid", "index", "model"}
+	descMemory   = prometheus.NewDesc("mosaic_card_memory_mib", "Card memory offered for sharing (after over-commit scaling), MiB.", cardLabels, nil)
+	descSlots    = prometheus.NewDesc("mosaic_card_slots", "Shares a card can hold (split count).", cardLabels, nil)
+	descHealthy  = prometheus.NewDesc("mosaic_card_healthy", "1 when the card is healthy and schedulable.", cardLabels, nil)
+	descAllocMem = prometheus.NewDesc("mosaic_card_allocated_memory_mib", "Card memory allocated to pods bound to this node, MiB.", cardLabels, nil)
+	descAllocCor = prometheus.NewDesc("mosaic_card_allocated_cores_percent", "Card compute allocated to pods bound to this node, percent of one card.", cardLabels, nil)
+	descAllocSl  = prometheus.NewDesc("mosaic_card_allocated_slots", "Shares of the card allocated to pods bound to this node.", cardLabels, nil)
+	descPodShare = prometheus.NewDesc("mosaic_container_allocated_memory_mib", "Card memory allocated to one container, MiB.", []string{"node", "namespace", "pod", "container", "uuid"}, nil)
+)
+
+// Describe implements prometheus.Collector.
+func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descMemory, descSlots, descHealthy, descAllocMem, descAllocCor, descAllocSl, descPodShare} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.Lock()
+	cards, cfg := c.cards, c.cfg.Merge(device.NodeConfig{SplitCount: defaultSplit, MemoryScaling: 1, CoreScaling: 1})
+	c.mu.Unlock()
+	used := map[string]device.Usage{}
+	for _, p := range c.pods() {
+		node, fp, ok, err := device.PodFootprint(p)
+		if err != nil || !ok || node != c.node {
+			continue
+		}
+		for id, u := range fp {
+			used[id] = used[id].Add(u)
+		}
+		a, _ := device.DecodeAllocation(p.Annotations[device.AllocationAnnotation])
+		for _, ctr := range a.Containers {
+			for _, s := range ctr.Devices {
+				ch <- prometheus.MustNewConstMetric(descPodShare, prometheus.GaugeValue, float64(s.MemoryMiB), c.node, p.Namespace, p.Name, ctr.Name, s.UUID)
+			}
+		}
+	}
+	for _, d := range cards {
+		lv := []string{c.node, d.UUID, strconv.Itoa(d.Index), d.Model}
+		healthy := 0.0
+		if d.Healthy && !d.MIG {
+			healthy = 1
+		}
+		u := used[d.UUID]
+		ch <- prometheus.MustNewConstMetric(descMemory, prometheus.GaugeValue, float64(d.MemoryMiB)*cfg.MemoryScaling, lv...)
+		ch <- prometheus.MustNewConstMetric(descSlots, prometheus.GaugeValue, float64(cfg.SplitCount), lv...)
+		ch <- prometheus.MustNewConstMetric(descHealthy, prometheus.GaugeValue, healthy, lv...)
+		ch <- prometheus.MustNewConstMetric(descAllocMem, prometheus.GaugeValue, float64(u.MemoryMiB), lv...)
+		ch <- prometheus.MustNewConstMetric(descAllocCor, prometheus.GaugeValue, float64(u.Cores), lv...)
+		ch <- prometheus.MustNewConstMetric(descAllocSl, prometheus.GaugeValue, float64(u.Slots), lv...)
+	}
+}

@@ -1,0 +1,41 @@
+package discovery
+
+import "errors"
+
+// ErrNoDriver means the node has no usable driver for a backend: its
+// library is missing or the kernel driver is not loaded. The node agent
+// logs it and runs with no cards rather than crash-looping, so a GPU node
+// whose driver is still being installed joins the cluster as soon as the
+// driver is there and the agent restarts.
+var ErrNoDriver = errors.New("device driver not found")
+
+// Placeholders for a card whose queries fail: the inventory requires a
+// model and a memory size, and the scheduler places nothing on an
+// unhealthy card, so these are never used for placement.
+const (
+	unknownModel     = "unknown"
+	unknownMemoryMiB = 1
+)
+
+// NVIDIAOptions configures the NVIDIA backend.
+type NVIDIAOptions struct {
+	// LibraryPath is the path of libnvidia-ml; empty means the dynamic
+	// loader's search for libnvidia-ml.so.1.
+	LibraryPath string
+	// SysfsRoot is where the host's sysfs is mounted; empty means /sys.
+	SysfsRoot string
+}
+
+// The XIDs an application causes, not the card: the card stays healthy.
+// This is the list NVIDIA's device plugin ignores.
+var applicationXIDs = map[uint64]bool{
+	13:  true, // graphics engine exception
+	31:  true, // GPU memory page fault
+	43:  true, // GPU stopped processing (the faulting context was killed)
+	45:  true, // preemptive cleanup after a previous error
+	68:  true, // video processor exception
+	109: true, // context switch timeout
+}
+
+// xidIsFatal tells whether a critical XID event makes the card unhealthy.
+func xidIsFatal(xid uint64) bool { return !applicationXIDs[xid] }

@@ -1,0 +1,231 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/containerd/nri/pkg/api"
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/klog/v2/ktesting"
+	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
+
+	"github.com/mosaic-gpu/mosaic/pkg/device"
+	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/agent"
+	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/discovery"
+	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/kubelet/kubelettest"
+	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/nri"
+	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/nri/nritest"
+)
+
+// The node agent as the binary composes it (fake discovery, a ConfigMap
+// with a per-node override, the kubelet API, NRI) against the real API
+// server, then the real scheduler places a pod on what it published and the
+// agent hands the container exactly those cards.
+func TestNodeAgentEndToEnd(t *testing.T) {
+	e := newEnv(t, nil)
+	const nodeName = "agent-e2e"
+	ag := startAgent(t, e, nodeName, true)
+	ctx, kubelet, rt := ag.ctx, ag.kubelet, ag.rt
+
+	// The inventory, with the ConfigMap's per-node split count.
+	var inv *device.Inventory
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+		n, err := e.cs.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+		if err != nil || n.Annotations[device.InventoryAnnotation] == "" {
+			return false, nil
+		}
+		inv, err = device.DecodeInventory(n.Annotations[device.InventoryAnnotation])
+		return err == nil, err
+	})
+	if err != nil {
+		t.Fatal("no inventory published:", err)
+	}
+	if len(inv.Devices) != 2 || inv.Config.SplitCount != 3 || !inv.NRI {
+		t.Fatalf("inventory = %+v", inv)
+	}
+
+	// The kubelet sees 2 cards x 3 shares.
+	reg := kubelet.WaitRegistered(t)
+	stream, err := kubelet.Dial(t, reg.Endpoint).ListAndWatch(ctx, &pluginapi.Empty{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	list, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reg.ResourceName != "nvidia.com/gpu" || len(list.Devices) != 6 {
+		t.Fatalf("registered %s with %d devices, want nvidia.com/gpu with 6", reg.ResourceName, len(list.Devices))
+	}
+
+	// Schedule, then create the container through NRI.
+	p, alloc := e.mustBind(podSpec{name: "gpu", limits: map[string]string{"nvidia.com/gpu": "2", "nvidia.com/gpumem": "5000"}})
+	var adj *api.ContainerAdjustment
+	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+		adj, err = rt.CreateContainer(ctx, sandbox(p), container(p, "c0"))
+		return err == nil && adj != nil && len(adj.GetEnv()) > 0, nil
+	})
+	if err != nil {
+		t.Fatal("the agent's NRI plugin never adjusted the container:", err)
+	}
+	want := alloc.Containers[0].Devices[0].UUID + "," + alloc.Containers[0].Devices[1].UUID
+	for _, kv := range adj.GetEnv() {
+		if kv.GetKey() == "NVIDIA_VISIBLE_DEVICES" && kv.GetValue() != want {
+			t.Errorf("NVIDIA_VISIBLE_DEVICES=%s, want %s", kv.GetValue(), want)
+		}
+	}
+}
+
+type agentRun struct {
+	ctx     context.Context
+	kubelet *kubelettest.Kubelet
+	rt      *nritest.Runtime
+}
+
+// startAgent creates an API-only node with two L4 cards and runs the node
+// agent for it (fake discovery, a ConfigMap with a per-node split count of
+// 3, the fake kubelet, and NRI when withNRI).
+func startAgent(t *testing.T, e *env, nodeName string, withNRI bool) *agentRun {
+	t.Helper()
+	capacity := v1.ResourceList{v1.ResourceCPU: resource.MustParse("8"), v1.ResourceMemory: resource.MustParse("32Gi"), v1.ResourcePods: resource.MustParse("110"), "nvidia.com/gpu": resource.MustParse("6")}
+	node := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName, Labels: map[string]string{v1.LabelHostname: nodeName}}, Status: v1.NodeStatus{
+		Capacity: capacity, Allocatable: capacity,
+		Conditions: []v1.NodeCondition{{Type: v1.NodeReady, Status: v1.ConditionTrue}},
+	}}
+	if _, err := e.cs.CoreV1().Nodes().Create(e.ctx, node, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.cs.CoreV1().Nodes().Delete(context.Background(), nodeName, metav1.DeleteOptions{}) })
+	cm := &v1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "mosaic-sharing", Namespace: e.ns},
+		Data: map[string]string{agent.ConfigKey: "default: {splitCount: 10}\nnodes:\n  " + nodeName + ": {splitCount: 3}\n"}}
+	if _, err := e.cs.CoreV1().ConfigMaps(e.ns).Create(e.ctx, cm, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	dir, err := os.MkdirTemp("", "agent")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	cardsFile := filepath.Join(dir, "cards.yaml")
+	if err := os.WriteFile(cardsFile, []byte("- {vendor: NVIDIA, model: NVIDIA L4, memoryMiB: 23034, count: 2, numa: [0, 1]}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	backend, err := discovery.LoadFake(nodeName, cardsFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kdir := filepath.Join(dir, "dp")
+	if err := os.Mkdir(kdir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run := &agentRun{kubelet: kubelettest.Start(t, kdir)}
+	opts := agent.Options{
+		NodeName: nodeName, Client: e.cs, Backend: backend, ConfigMap: e.ns + "/mosaic-sharing",
+		KubeletDir: kdir, Refresh: time.Second,
+		NRI: nri.Config{StateDir: filepath.Join(dir, "state"), EnforcerLib: "/opt/mosaic/libmosaic-enforcer.so"},
+	}
+	if withNRI {
+		if run.rt, err = nritest.Start(dir); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(run.rt.Stop)
+		opts.NRISocket = run.rt.Socket
+	}
+	logger, _ := ktesting.NewTestContext(t)
+	a, err := agent.New(opts, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(e.ctx)
+	t.Cleanup(cancel)
+	go func() { _ = a.Run(ctx) }()
+	run.ctx = ctx
+	return run
+}
+
+// Without NRI the kubelet's Allocate hands out the cards. Five pods created
+// at once: the scheduler lets one at a time wait for its devices, and each,
+// when the kubelet admits it, gets exactly the cards written on it.
+func TestNodeAgentWithoutNRI(t *testing.T) {
+	e := newEnv(t, nil)
+	const nodeName = "agent-nonri"
+	ag := startAgent(t, e, nodeName, false)
+	reg := ag.kubelet.WaitRegistered(t)
+	client := ag.kubelet.Dial(t, reg.Endpoint)
+	// Wait for the inventory: it says the node has no NRI.
+	err := wait.PollUntilContextTimeout(ag.ctx, 50*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+		n, err := e.cs.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		inv, err := device.DecodeInventory(n.Annotations[device.InventoryAnnotation])
+		return err == nil && !inv.NRI && len(inv.Devices) == 2, nil
+	})
+	if err != nil {
+		t.Fatal("no inventory without NRI published")
+	}
+	const total = 5
+	for i := range total {
+		e.create(e.pod(podSpec{name: fmt.Sprintf("p%d", i), limits: map[string]string{"nvidia.com/gpu": "1", "nvidia.com/gpumem": "1000"}}))
+	}
+	handedOut := map[string]bool{}
+	for round := range total {
+		// Exactly one pod is bound and waiting for its devices.
+		var waiting *v1.Pod
+		err := wait.PollUntilContextTimeout(ag.ctx, 20*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+			l, err := e.cs.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{})
+			if err != nil {
+				return false, nil
+			}
+			var w []*v1.Pod
+			for i := range l.Items {
+				p := &l.Items[i]
+				if p.Spec.NodeName != "" && p.Labels[device.HandedOutLabel] != "true" {
+					w = append(w, p)
+				}
+			}
+			if len(w) > 1 {
+				return false, fmt.Errorf("%d pods wait for devices at once", len(w))
+			}
+			if len(w) == 1 {
+				waiting = w[0]
+			}
+			return len(w) == 1, nil
+		})
+		if err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		a := allocation(t, waiting)
+		rsp, err := client.Allocate(ag.ctx, &pluginapi.AllocateRequest{ContainerRequests: []*pluginapi.ContainerAllocateRequest{{DevicesIds: []string{"any::0"}}}})
+		if err != nil {
+			t.Fatalf("round %d: allocate: %v", round, err)
+		}
+		got := rsp.ContainerResponses[0]
+		if want := a.Containers[0].Devices[0].UUID; got.Envs["NVIDIA_VISIBLE_DEVICES"] != want {
+			t.Errorf("%s got NVIDIA_VISIBLE_DEVICES=%s, its allocation says %s", waiting.Name, got.Envs["NVIDIA_VISIBLE_DEVICES"], want)
+		}
+		if got.Envs["CUDA_DEVICE_MEMORY_LIMIT_0"] != "1000m" || len(got.Mounts) != 4 {
+			t.Errorf("%s: env %v, mounts %v", waiting.Name, got.Envs, got.Mounts)
+		}
+		handedOut[waiting.Name] = true
+		// The agent labels the pod; the scheduler then places the next.
+		err = wait.PollUntilContextTimeout(ag.ctx, 20*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+			p, err := e.cs.CoreV1().Pods(e.ns).Get(ctx, waiting.Name, metav1.GetOptions{})
+			return err == nil && p.Labels[device.HandedOutLabel] == "true", nil
+		})
+		if err != nil {
+			t.Fatalf("%s was not marked handed out", waiting.Name)
+		}
+	}
+	if len(handedOut) != total {
+		t.Errorf("handed out %d distinct pods, want %d", len(handedOut), total)
+	}
+	e.checkCapacity()
+}
