@@ -22,16 +22,24 @@ var ascendLibraryPaths = []string{
 	"/usr/local/Ascend/driver/lib64/libdcmi.so",
 }
 
-// ascendModel names a chip as Mosaic's Ascend models do ("Ascend910B3")
-// from DCMI's chip type ("Ascend") and name ("910B3").
+// ascendModel names a chip as Mosaic's Ascend models and resource names do
+// ("Ascend910B3") from DCMI's chip type ("Ascend") and name ("910B3").
+// Chips sold under one resource name are folded into it: every 310P
+// variant is huawei.com/Ascend310P, as in HAMi.
 func ascendModel(chipType, chipName string) string {
+	var m string
 	switch {
 	case chipName == "":
 		return unknownModel
 	case strings.HasPrefix(chipName, chipType):
-		return chipName
+		m = chipName
+	default:
+		m = chipType + chipName
 	}
-	return chipType + chipName
+	if strings.HasPrefix(m, "Ascend310P") {
+		return "Ascend310P"
+	}
+	return m
 }
 
 // ascendHealthy reads dcmi_get_device_health: 0 is normal and 1 a minor

@@ -48,7 +48,7 @@ func TestAscendDevices(t *testing.T) {
 	// query (no HBM), its major alarm makes it unhealthy, and without a die
 	// id it is named by its PCI address, whose NUMA node sysfs lacks.
 	want := []device.Device{
-		{UUID: "NPU-0000:01:00.0", Index: 0, Vendor: device.VendorAscend, Model: "Ascend310P3", MemoryMiB: 21527,
+		{UUID: "NPU-0000:01:00.0", Index: 0, Vendor: device.VendorAscend, Model: "Ascend310P", MemoryMiB: 21527,
 			ComputeUnits: 8, NUMA: device.UnknownNUMA, Healthy: false, PCIBus: "0000:01:00.0"},
 		{UUID: "NPU-1a2b3c4d-00000011-00000022-00000033-00000044", Index: 1, Vendor: device.VendorAscend,
 			Model: "Ascend910B3", MemoryMiB: 65536, ComputeUnits: 20, NUMA: 1, Healthy: true, PCIBus: "0000:c1:00.0"},
@@ -96,6 +96,8 @@ func TestAscendHelpers(t *testing.T) {
 		{"Ascend", "910B3", "Ascend910B3"},
 		{"Ascend", "Ascend910B", "Ascend910B"},
 		{"", "310P3", "310P3"},
+		// Every 310P variant is the resource huawei.com/Ascend310P.
+		{"Ascend", "310P3", "Ascend310P"},
 		{"Ascend", "", unknownModel},
 	} {
 		if got := ascendModel(tc.typ, tc.name); got != tc.want {

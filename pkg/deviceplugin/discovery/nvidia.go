@@ -1,14 +1,5 @@
 package discovery
 
-import "errors"
-
-// ErrNoDriver means the node has no usable driver for a backend: its
-// library is missing or the kernel driver is not loaded. The node agent
-// logs it and runs with no cards rather than crash-looping, so a GPU node
-// whose driver is still being installed joins the cluster as soon as the
-// driver is there and the agent restarts.
-var ErrNoDriver = errors.New("device driver not found")
-
 // Placeholders for a card whose queries fail: the inventory requires a
 // model and a memory size, and the scheduler places nothing on an
 // unhealthy card, so these are never used for placement.
