@@ -155,7 +155,7 @@ func restConfig(kubeconfig string) (*rest.Config, error) {
 // serveMetrics exposes per-card capacity and allocation, computed from the
 // pods bound to this node.
 func serveMetrics(ctx context.Context, f *flags, a *agent.Agent) error {
-	collector := agent.NewCollector(f.nodeName, a.Pods)
+	collector := agent.NewCollector(f.nodeName, f.stateDir, a.Pods)
 	a.OnPublish(collector.SetCards)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collector)

@@ -46,7 +46,7 @@ func TestCollector(t *testing.T) {
 		// Finished pods hold nothing.
 		{ObjectMeta: metav1.ObjectMeta{Name: "done", Namespace: "ns", Annotations: map[string]string{device.AllocationAnnotation: raw}}, Spec: v1.PodSpec{NodeName: "n1"}, Status: v1.PodStatus{Phase: v1.PodSucceeded}},
 	}
-	c := NewCollector("n1", func() []*v1.Pod { return pods })
+	c := NewCollector("n1", "", func() []*v1.Pod { return pods })
 	c.SetCards([]device.Device{{UUID: "GPU-0", Index: 0, Model: "A100", MemoryMiB: 1000, Healthy: true}}, device.NodeConfig{SplitCount: 4})
 	want := `
 # HELP mosaic_card_allocated_memory_mib Card memory allocated to pods bound to this node, MiB.

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"path/filepath"
 	"strconv"
 	"sync"
 
@@ -8,6 +9,7 @@ import (
 	v1 "k8s.io/api/core/v1"
 
 	"github.com/mosaic-gpu/mosaic/pkg/device"
+	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/nri"
 )
 
 // Collector exposes, per card of this node, its capacity and what the pods
@@ -15,15 +17,19 @@ import (
 type Collector struct {
 	node string
 	pods func() []*v1.Pod
+	// stateDir is where the NRI plugin put each container's accounting
+	// directory; empty leaves out the measured usage.
+	stateDir string
 
 	mu    sync.Mutex
 	cards []device.Device
 	cfg   device.NodeConfig
 }
 
-// NewCollector reads pods through list (a lister over this node's pods).
-func NewCollector(node string, list func() []*v1.Pod) *Collector {
-	return &Collector{node: node, pods: list}
+// NewCollector reads pods through list (a lister over this node's pods)
+// and the enforcer's accounting files under stateDir.
+func NewCollector(node, stateDir string, list func() []*v1.Pod) *Collector {
+	return &Collector{node: node, pods: list, stateDir: stateDir}
 }
 
 // SetCards records the cards and config last published.
@@ -41,12 +47,14 @@ var (
 	descAllocMem = prometheus.NewDesc("mosaic_card_allocated_memory_mib", "Card memory allocated to pods bound to this node, MiB.", cardLabels, nil)
 	descAllocCor = prometheus.NewDesc("mosaic_card_allocated_cores_percent", "Card compute allocated to pods bound to this node, percent of one card.", cardLabels, nil)
 	descAllocSl  = prometheus.NewDesc("mosaic_card_allocated_slots", "Shares of the card allocated to pods bound to this node.", cardLabels, nil)
-	descPodShare = prometheus.NewDesc("mosaic_container_allocated_memory_mib", "Card memory allocated to one container, MiB.", []string{"node", "namespace", "pod", "container", "uuid"}, nil)
+	ctrLabels    = []string{"node", "namespace", "pod", "container", "uuid"}
+	descPodShare = prometheus.NewDesc("mosaic_container_allocated_memory_mib", "Card memory allocated to one container, MiB.", ctrLabels, nil)
+	descPodUsed  = prometheus.NewDesc("mosaic_container_used_memory_bytes", "Card memory the container's processes hold, as the enforcer accounts it.", ctrLabels, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descMemory, descSlots, descHealthy, descAllocMem, descAllocCor, descAllocSl, descPodShare} {
+	for _, d := range []*prometheus.Desc{descMemory, descSlots, descHealthy, descAllocMem, descAllocCor, descAllocSl, descPodShare, descPodUsed} {
 		ch <- d
 	}
 }
@@ -67,8 +75,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		a, _ := device.DecodeAllocation(p.Annotations[device.AllocationAnnotation])
 		for _, ctr := range a.Containers {
-			for _, s := range ctr.Devices {
+			var measured []uint64
+			if c.stateDir != "" {
+				measured, _ = readEnforcerUsage(filepath.Join(nri.ContainerStateDir(c.stateDir, string(p.UID)), ctr.Name, "shared", shmFile))
+			}
+			for i, s := range ctr.Devices {
 				ch <- prometheus.MustNewConstMetric(descPodShare, prometheus.GaugeValue, float64(s.MemoryMiB), c.node, p.Namespace, p.Name, ctr.Name, s.UUID)
+				if i < len(measured) {
+					ch <- prometheus.MustNewConstMetric(descPodUsed, prometheus.GaugeValue, float64(measured[i]), c.node, p.Namespace, p.Name, ctr.Name, s.UUID)
+				}
 			}
 		}
 	}

@@ -1,0 +1,78 @@
+package agent
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// The enforcer writes the accounting file; a C program built against its
+// own header checks the layout the Go reader assumes and writes a file
+// with two live processes and one freed slot.
+const layoutProgram = `
+#include <stddef.h>
+#include <stdio.h>
+#include <string.h>
+#include "shared.h"
+static struct mosaic_shm shm;
+int main(int argc, char **argv) {
+	printf("%zu %zu %zu %zu %zu %zu %zu %d %d\n", offsetof(struct mosaic_shm, magic), offsetof(struct mosaic_shm, version),
+		offsetof(struct mosaic_shm, nslots), offsetof(struct mosaic_shm, live), offsetof(struct mosaic_shm, slots),
+		sizeof(struct mosaic_slot), offsetof(struct mosaic_slot, used), MOSAIC_SHM_SLOTS, MOSAIC_MAX_CARDS);
+	shm.magic = MOSAIC_SHM_MAGIC; shm.version = MOSAIC_SHM_VERSION; shm.nslots = MOSAIC_SHM_SLOTS;
+	shm.slots[3].pid = 100; shm.slots[3].used[0] = 1000; shm.slots[3].used[1] = 7;
+	shm.slots[700].pid = 200; shm.slots[700].used[0] = 24;
+	shm.slots[9].pid = 0; shm.slots[9].used[0] = 5555; /* freed, bit clear */
+	shm.live[0] = 1ull << 3; shm.live[700 / 64] = 1ull << (700 % 64);
+	FILE *f = fopen(argv[1], "wb");
+	fwrite(&shm, sizeof shm, 1, f);
+	return fclose(f);
+}
+`
+
+func TestEnforcerUsageLayout(t *testing.T) {
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Fatal("gcc is needed to check the layout against native/src/shared.h")
+	}
+	dir := t.TempDir()
+	src := filepath.Join(dir, "layout.c")
+	if err := os.WriteFile(src, []byte(layoutProgram), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "layout")
+	if out, err := exec.Command("gcc", "-std=c11", "-I../../../native/src", "-o", bin, src).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	file := filepath.Join(dir, shmFile)
+	out, err := exec.Command(bin, file).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	for _, f := range strings.Fields(string(out)) {
+		n, _ := strconv.Atoi(f)
+		got = append(got, n)
+	}
+	want := []int{shmOffMagic, shmOffVer, shmOffNSlots, shmOffLive, shmOffSlots, shmSlotSize, slotOffUsed, shmSlots, shmMaxCards}
+	if len(got) != len(want) {
+		t.Fatalf("layout program printed %q", out)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("layout field %d: C says %d, Go assumes %d", i, got[i], want[i])
+		}
+	}
+	used, err := readEnforcerUsage(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if used[0] != 1024 || used[1] != 7 || used[2] != 0 {
+		t.Errorf("usage = %v, want card 0: 1024 (freed slot not counted), card 1: 7", used[:3])
+	}
+	if _, err := readEnforcerUsage(src); err == nil {
+		t.Error("a file that is not an accounting file was read")
+	}
+}
