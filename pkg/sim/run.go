@@ -3,6 +3,7 @@ package sim
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -97,7 +98,10 @@ func (r *runner) step(ctx context.Context, st Step) error {
 	if _, err := r.cs.CoreV1().Pods(pod.Namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		return fmt.Errorf("creating pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}
-	r.created = append(r.created, pod.Namespace+"/"+pod.Name)
+	// A pod deleted and created again is reported once, at its new place.
+	key := pod.Namespace + "/" + pod.Name
+	r.created = slices.DeleteFunc(r.created, func(k string) bool { return k == key })
+	r.created = append(r.created, key)
 	return r.waitSettled(ctx, pod.Namespace, pod.Name)
 }
 

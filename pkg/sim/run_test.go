@@ -22,6 +22,7 @@ pods:
 - {kind: Pod, metadata: {name: b}, spec: {containers: [{name: c, image: x, resources: {limits: {nvidia.com/gpu: 2, nvidia.com/gpumem: 10000}}}]}}
 - {kind: Pod, metadata: {name: c}, spec: {containers: [{name: c, image: x, resources: {limits: {nvidia.com/gpu: 1, nvidia.com/gpumem: 10000}}}]}}
 - {delete: default/a}
+- {kind: Pod, metadata: {name: a}, spec: {containers: [{name: c, image: x, resources: {limits: {nvidia.com/gpu: 1, nvidia.com/gpumem: 1000}}}]}}
 - {kind: Pod, metadata: {name: d}, spec: {containers: [{name: c, image: x, resources: {limits: {nvidia.com/gpu: 1, nvidia.com/gpumem: 30000}}}]}}
 `))
 	if err != nil {
@@ -58,9 +59,10 @@ pods:
 	for _, p := range out.Pods {
 		got[p.Name] = p.Scheduled
 	}
-	// a, b and c fit (2 slots per card, 23034 MiB each); a is deleted; d
-	// asks for more memory than a card has.
-	if len(out.Pods) != 3 || !got["b"] || !got["c"] || got["d"] {
+	// a, b and c fit (2 slots per card, 23034 MiB each); a is deleted and
+	// created again (listed once, after c); d asks for more memory than a
+	// card has.
+	if len(out.Pods) != 4 || out.Pods[2].Name != "a" || !got["a"] || !got["b"] || !got["c"] || got["d"] {
 		t.Fatalf("pods = %+v", out.Pods)
 	}
 	for _, p := range out.Pods {
@@ -75,8 +77,8 @@ pods:
 			t.Errorf("card over capacity: %+v", d)
 		}
 	}
-	if used != 30000 {
-		t.Errorf("used memory = %d MiB, want 30000 (b: 2x10000, c: 10000)", used)
+	if used != 31000 {
+		t.Errorf("used memory = %d MiB, want 31000 (b: 2x10000, c: 10000, a: 1000)", used)
 	}
 	var table bytes.Buffer
 	if err := rep.WriteTable(&table); err != nil || !strings.Contains(table.String(), "default/b") {

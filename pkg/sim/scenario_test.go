@@ -53,3 +53,19 @@ func TestExamplesParse(t *testing.T) {
 		t.Error("make demo needs examples/demo.yaml")
 	}
 }
+
+// The scenario parser never panics, whatever the file holds.
+func FuzzParse(f *testing.F) {
+	for _, name := range []string{"demo.yaml", "spread.yaml"} {
+		if b, err := os.ReadFile("../../examples/" + name); err == nil {
+			f.Add(b)
+		}
+	}
+	f.Add([]byte("nodes: [{name: a, count: 2}]\npods: [{delete: default/x}]\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		s, err := Parse(b)
+		if err == nil && len(s.Nodes) == 0 {
+			t.Fatal("accepted a scenario without nodes")
+		}
+	})
+}
