@@ -42,7 +42,7 @@ func main() {
 type flags struct {
 	backend, fakeFile, nodeName, kubeconfig, configMap string
 	kubeletDir, nriSocket, stateDir, enforcerLib       string
-	corePolicy, metricsAddr                            string
+	corePolicy, metricsAddr, keyFile                   string
 	split                                              int
 	memScaling, coreScaling                            float64
 	refresh                                            time.Duration
@@ -62,6 +62,7 @@ func parse() *flags {
 	flag.StringVar(&f.nriSocket, "nri-socket", "/var/run/nri/nri.sock", "the runtime's NRI socket; empty turns NRI off")
 	flag.StringVar(&f.stateDir, "state-dir", "/var/lib/mosaic", "host directory for per-container limits files and shared accounting")
 	flag.StringVar(&f.enforcerLib, "enforcer-lib", "/usr/local/lib/mosaic/libmosaic-enforcer.so", "host path of libmosaic-enforcer.so; empty: no enforcer")
+	flag.StringVar(&f.keyFile, "allocation-key-file", "", "file with the key the scheduler signs allocations with; when set, unsigned or forged allocations get no cards")
 	flag.StringVar(&f.corePolicy, "core-policy", string(device.CorePolicyDefault), "GPU_CORE_UTILIZATION_POLICY for containers: default, force or disable")
 	flag.StringVar(&f.metricsAddr, "metrics-addr", ":9400", "address for /metrics and /healthz; empty: off")
 	flag.DurationVar(&f.refresh, "refresh", 30*time.Second, "how often cards and config are read again")
@@ -79,6 +80,13 @@ func run() error {
 	case device.CorePolicyDefault, device.CorePolicyForce, device.CorePolicyDisable:
 	default:
 		return fmt.Errorf("--core-policy %q: must be default, force or disable", p)
+	}
+	var key []byte
+	if f.keyFile != "" {
+		var err error
+		if key, err = device.LoadKey(f.keyFile); err != nil {
+			return err
+		}
 	}
 	backend, err := newBackend(f)
 	if err != nil {
@@ -99,7 +107,7 @@ func run() error {
 	a, err := agent.New(agent.Options{
 		NodeName: f.nodeName, Client: client, Backend: backend, Sharing: cfg, ConfigMap: f.configMap,
 		KubeletDir: f.kubeletDir, NRISocket: f.nriSocket, Refresh: f.refresh,
-		NRI: nri.Config{StateDir: f.stateDir, EnforcerLib: f.enforcerLib, CorePolicy: device.CorePolicy(f.corePolicy)},
+		NRI: nri.Config{StateDir: f.stateDir, EnforcerLib: f.enforcerLib, CorePolicy: device.CorePolicy(f.corePolicy), AllocationKey: key},
 	}, logger)
 	if err != nil {
 		return err

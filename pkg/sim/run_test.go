@@ -16,7 +16,7 @@ func TestRunReportsPlacementAndUsage(t *testing.T) {
 nodes:
 - name: g
   gpus: [{vendor: NVIDIA, model: "NVIDIA L4", memoryMiB: 23034, count: 2, numa: [0, 1]}]
-  deviceConfig: {splitCount: 2}
+  deviceConfig: {splitCount: 3}
 pods:
 - {kind: Pod, metadata: {name: a}, spec: {containers: [{name: c, image: x, resources: {limits: {nvidia.com/gpu: 1, nvidia.com/gpumem: 10000, nvidia.com/gpucores: 40}}}]}}
 - {kind: Pod, metadata: {name: b}, spec: {containers: [{name: c, image: x, resources: {limits: {nvidia.com/gpu: 2, nvidia.com/gpumem: 10000}}}]}}
@@ -59,7 +59,7 @@ pods:
 	for _, p := range out.Pods {
 		got[p.Name] = p.Scheduled
 	}
-	// a, b and c fit (2 slots per card, 23034 MiB each); a is deleted and
+	// a, b and c fit (3 slots per card, 23034 MiB each); a is deleted and
 	// created again (listed once, after c); d asks for more memory than a
 	// card has.
 	if len(out.Pods) != 4 || out.Pods[2].Name != "a" || !got["a"] || !got["b"] || !got["c"] || got["d"] {

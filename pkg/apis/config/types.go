@@ -39,6 +39,10 @@ type MosaicArgs struct {
 	// DefaultCores is the compute share of a request that names none
 	// (default 0: time-shared).
 	DefaultCores int `json:"defaultCores,omitempty"`
+	// AllocationKeyFile, when set, is a file holding the key the scheduler
+	// signs each allocation with (mosaic.io/allocation-signature); node
+	// agents given the same key hand out only signed allocations.
+	AllocationKeyFile string `json:"allocationKeyFile,omitempty"`
 	// AscendModels replaces the built-in Ascend models and vNPU templates.
 	AscendModels []device.AscendModel `json:"ascendModels,omitempty"`
 }

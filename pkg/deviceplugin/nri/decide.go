@@ -37,6 +37,10 @@ type Config struct {
 	// the enforcer out (devices and env only).
 	EnforcerLib string
 	CorePolicy  device.CorePolicy
+	// AllocationKey, when set, must have signed the allocation
+	// (mosaic.io/allocation-signature) for this pod: a pod created already
+	// bound with a forged allocation gets no cards.
+	AllocationKey []byte
 }
 
 // Mount is a bind mount from the host into the container.
@@ -73,6 +77,11 @@ func Decide(cfg *Config, podUID string, annotations map[string]string, container
 			return nil, fmt.Errorf("container %s asks for devices but the pod has no %s annotation: schedule it with mosaic-scheduler", container, device.AllocationAnnotation)
 		}
 		return nil, nil
+	}
+	if cfg.AllocationKey != nil {
+		if err := device.Verify(cfg.AllocationKey, podUID, raw, annotations[device.SignatureAnnotation]); err != nil {
+			return nil, err
+		}
 	}
 	alloc, err := device.DecodeAllocation(raw)
 	if err != nil {

@@ -102,3 +102,20 @@ func TestDecideRefusals(t *testing.T) {
 		})
 	}
 }
+
+func TestDecideRequiresTheSchedulersSignature(t *testing.T) {
+	key := []byte(strings.Repeat("s", 32))
+	signed := &Config{NodeName: "n1", AllocationKey: key}
+	ann := allocation(t, "n1", cardA)
+	if _, err := Decide(signed, "uid-1", ann, "main", nil); err == nil || !strings.Contains(err.Error(), "not signed") {
+		t.Fatalf("unsigned allocation: %v", err)
+	}
+	ann[device.SignatureAnnotation] = device.Sign(key, "uid-1", ann[device.AllocationAnnotation])
+	if d, err := Decide(signed, "uid-1", ann, "main", nil); err != nil || d.Env["NVIDIA_VISIBLE_DEVICES"] != "GPU-a" {
+		t.Fatalf("signed allocation: %+v, %v", d, err)
+	}
+	// The same annotations copied onto another pod do not verify.
+	if _, err := Decide(signed, "uid-2", ann, "main", nil); err == nil || !strings.Contains(err.Error(), "does not match") {
+		t.Fatalf("copied allocation: %v", err)
+	}
+}

@@ -28,12 +28,13 @@ func (p *Mosaic) Bind(ctx context.Context, state fwk.CycleState, pod *v1.Pod, no
 	if err != nil {
 		return fwk.AsStatus(err)
 	}
+	ann := map[string]string{device.AllocationAnnotation: raw}
+	if p.key != nil {
+		ann[device.SignatureAnnotation] = device.Sign(p.key, string(pod.UID), raw)
+	}
 	binding := &v1.Binding{
-		ObjectMeta: metav1.ObjectMeta{
-			Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID,
-			Annotations: map[string]string{device.AllocationAnnotation: raw},
-		},
-		Target: v1.ObjectReference{Kind: "Node", Name: nodeName},
+		ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID, Annotations: ann},
+		Target:     v1.ObjectReference{Kind: "Node", Name: nodeName},
 	}
 	if err := p.handle.ClientSet().CoreV1().Pods(pod.Namespace).Bind(ctx, binding, metav1.CreateOptions{}); err != nil {
 		return fwk.AsStatus(err)

@@ -44,6 +44,8 @@ type Mosaic struct {
 	placeOpts placement.Options
 	cache     *usageCache
 	synced    []cache.InformerSynced
+	// key signs allocations; nil when allocationKeyFile is unset.
+	key []byte
 }
 
 // New builds the plugin from its args and registers its informer handlers
@@ -63,6 +65,11 @@ func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, err
 		},
 		placeOpts: placement.Options{GPUPolicy: args.GPUPolicy, NUMA: placement.NUMAPolicy(args.NUMAPolicy)},
 		cache:     newUsageCache(args.NodeDefaults()),
+	}
+	if args.AllocationKeyFile != "" {
+		if p.key, err = device.LoadKey(args.AllocationKeyFile); err != nil {
+			return nil, fmt.Errorf("%s args allocationKeyFile: %w", Name, err)
+		}
 	}
 	if err := p.watch(klog.FromContext(ctx)); err != nil {
 		return nil, err
