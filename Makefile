@@ -11,10 +11,16 @@ TEST_TIMEOUT ?= 40m
 
 all: build
 
-build: $(BIN)/mosaic-scheduler $(BIN)/mosaic-sim native
+build: $(BIN)/mosaic-scheduler $(BIN)/mosaic-device-plugin $(BIN)/mosaic-inventory $(BIN)/mosaic-sim native
 
 $(BIN)/mosaic-scheduler: FORCE
 	$(GO) build -o $@ ./cmd/scheduler
+
+$(BIN)/mosaic-device-plugin: FORCE
+	$(GO) build -o $@ ./cmd/device-plugin
+
+$(BIN)/mosaic-inventory: FORCE
+	$(GO) build -o $@ ./cmd/mosaic-inventory
 
 $(BIN)/mosaic-sim: FORCE
 	$(GO) build -o $@ ./cmd/sim
