@@ -81,12 +81,73 @@ func TestNodeAgentEndToEnd(t *testing.T) {
 			t.Errorf("NVIDIA_VISIBLE_DEVICES=%s, want %s", kv.GetValue(), want)
 		}
 	}
+
+	// An XID error on one card: the agent marks it unhealthy for the
+	// kubelet (streamed) and for the scheduler (inventory), which stops
+	// placing on it.
+	ag.health <- healthEvent{uuid: inv.Devices[0].UUID, healthy: false}
+	for {
+		next, err := stream.Recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		unhealthy := 0
+		for _, d := range next.Devices {
+			if d.Health == pluginapi.Unhealthy {
+				unhealthy++
+			}
+		}
+		if unhealthy == 3 {
+			break
+		}
+	}
+	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+		n, err := e.cs.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+		if err != nil {
+			return false, nil
+		}
+		got, err := device.DecodeInventory(n.Annotations[device.InventoryAnnotation])
+		return err == nil && !got.Devices[0].Healthy && got.Devices[1].Healthy, nil
+	})
+	if err != nil {
+		t.Fatal("the unhealthy card was not published")
+	}
+	e.mustReject(podSpec{name: "two-more", limits: map[string]string{"nvidia.com/gpu": "2", "nvidia.com/gpumem": "5000"}}, "GPU unhealthy")
+	_, a := e.mustBind(podSpec{name: "one-more", limits: map[string]string{"nvidia.com/gpu": "1", "nvidia.com/gpumem": "5000"}})
+	if a.Containers[0].Devices[0].UUID == inv.Devices[0].UUID {
+		t.Error("a pod was placed on the unhealthy card")
+	}
 }
 
 type agentRun struct {
 	ctx     context.Context
 	kubelet *kubelettest.Kubelet
 	rt      *nritest.Runtime
+	// health sends health events as the NVML backend's XID watcher does.
+	health chan healthEvent
+}
+
+type healthEvent struct {
+	uuid    string
+	healthy bool
+}
+
+// watchedFake is the fake backend plus a health event source, like the
+// NVIDIA backend's WatchHealth.
+type watchedFake struct {
+	discovery.Backend
+	events chan healthEvent
+}
+
+func (w *watchedFake) WatchHealth(ctx context.Context, report func(string, bool)) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev := <-w.events:
+			report(ev.uuid, ev.healthy)
+		}
+	}
 }
 
 // startAgent creates an API-only node with two L4 cards and runs the node
@@ -125,9 +186,9 @@ func startAgent(t *testing.T, e *env, nodeName string, withNRI bool) *agentRun {
 	if err := os.Mkdir(kdir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	run := &agentRun{kubelet: kubelettest.Start(t, kdir)}
+	run := &agentRun{kubelet: kubelettest.Start(t, kdir), health: make(chan healthEvent)}
 	opts := agent.Options{
-		NodeName: nodeName, Client: e.cs, Backend: backend, ConfigMap: e.ns + "/mosaic-sharing",
+		NodeName: nodeName, Client: e.cs, Backend: &watchedFake{Backend: backend, events: run.health}, ConfigMap: e.ns + "/mosaic-sharing",
 		KubeletDir: kdir, Refresh: time.Second,
 		NRI: nri.Config{StateDir: filepath.Join(dir, "state"), EnforcerLib: "/opt/mosaic/libmosaic-enforcer.so"},
 	}
