@@ -57,6 +57,8 @@ fuzz:
 
 bench:
 	$(GO) test ./pkg/placement ./pkg/plugins/... -run '^$$' -bench . -benchmem
+	$(GO) test ./test/integration -run '^$$' -bench SchedulingThroughput -benchtime 1x -count 3
+	$(MAKE) -C native bench
 
 clean:
 	rm -rf $(BIN)

@@ -22,10 +22,13 @@ import (
 
 const schedulerName = "mosaic-scheduler"
 
+// envSeq numbers the envs of this test process; tests run one at a time.
+var envSeq int
+
 // env is one test's slice of the shared cluster: its nodes, a namespace,
 // and a running scheduler.
 type env struct {
-	t      *testing.T
+	t      testing.TB
 	ctx    context.Context
 	cs     kubernetes.Interface
 	ns     string
@@ -41,14 +44,25 @@ func a100(name string, cards int) sim.NodeSpec {
 
 // newEnv creates nodes, starts the scheduler with cfg (nil: the shipped
 // second-scheduler config) and registers cleanup of everything.
-func newEnv(t *testing.T, cfg []byte, nodes ...sim.NodeSpec) *env {
+func newEnv(t testing.TB, cfg []byte, nodes ...sim.NodeSpec) *env {
+	t.Helper()
+	e := newStoppedEnv(t, cfg, nodes...)
+	e.startScheduler()
+	return e
+}
+
+// newStoppedEnv is newEnv without the scheduler: the caller starts it.
+func newStoppedEnv(t testing.TB, cfg []byte, nodes ...sim.NodeSpec) *env {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
+	// Namespaces are never removed here (no namespace controller runs), so
+	// each env gets a fresh one.
 	e := &env{t: t, ctx: ctx, cs: cp.Client, ns: strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")), config: cfg}
 	if len(e.ns) > 50 {
 		e.ns = e.ns[:50]
 	}
-	e.ns = strings.Trim(strings.ReplaceAll(e.ns, "_", "-"), "-")
+	envSeq++
+	e.ns = fmt.Sprintf("%s-%d", strings.Trim(strings.ReplaceAll(e.ns, "_", "-"), "-"), envSeq)
 	if e.config == nil {
 		e.config = config.SecondScheduler
 	}
@@ -62,7 +76,7 @@ func newEnv(t *testing.T, cfg []byte, nodes ...sim.NodeSpec) *env {
 	if err := cp.RunKubelet(kctx); err != nil {
 		t.Fatal(err)
 	}
-	e.startScheduler()
+	e.stop = func() {}
 	t.Cleanup(func() {
 		e.stop()
 		kcancel()
@@ -210,7 +224,7 @@ func (e *env) mustReject(s podSpec, want string) {
 	}
 }
 
-func allocation(t *testing.T, p *v1.Pod) *device.Allocation {
+func allocation(t testing.TB, p *v1.Pod) *device.Allocation {
 	t.Helper()
 	raw, ok := p.Annotations[device.AllocationAnnotation]
 	if !ok {
