@@ -190,3 +190,22 @@ func TestManyPodsAtOnceNeverOvercommit(t *testing.T) {
 		t.Errorf("only %d pods bound; the cluster holds far more", bound)
 	}
 }
+
+// A device pod that finishes (Succeeded) releases its share like a deleted
+// one: the scheduler's informer drops finished pods, and the waiting pod is
+// retried at once.
+func TestRequeueAfterPodFinishes(t *testing.T) {
+	e := newEnv(t, nil, a100("finish", 1))
+	holder, _ := e.mustBind(podSpec{name: "holder", limits: wholeCard})
+	e.mustReject(podSpec{name: "waiter", limits: wholeCard}, "GPU in exclusive use")
+	holder.Status.Phase = v1.PodSucceeded
+	if _, err := e.cs.CoreV1().Pods(e.ns).UpdateStatus(e.ctx, holder, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if p := e.settleBound("waiter", 10*time.Second); p == nil {
+		t.Fatal("waiter not bound after the holder finished")
+	}
+	t.Logf("rescheduled %v after the holder finished", time.Since(start))
+	e.checkCapacity()
+}
