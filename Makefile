@@ -7,7 +7,7 @@ export CGO_CFLAGS ?= -Wno-deprecated-declarations
 TEST_P    ?= 2
 TEST_TIMEOUT ?= 40m
 
-.PHONY: all build demo test test-go test-native lint fuzz bench clean
+.PHONY: all build demo test test-go test-native lint fuzz bench chain-artifacts clean
 
 all: build
 
@@ -59,6 +59,12 @@ bench:
 	$(GO) test ./pkg/placement ./pkg/plugins/... -run '^$$' -bench . -benchmem
 	$(GO) test ./test/integration -run '^$$' -bench SchedulingThroughput -benchtime 1x -count 3
 	$(MAKE) -C native bench
+
+# The control-plane half of test/gpu/chain.sh: scheduler + NRI decision for
+# a pod on a real card's inventory, written to test/gpu/chain-out/.
+chain-artifacts:
+	mkdir -p test/gpu/chain-out
+	MOSAIC_CHAIN_OUT=$(CURDIR)/test/gpu/chain-out $(GO) test ./test/integration -run '^TestChainArtifacts$$' -count=1
 
 clean:
 	rm -rf $(BIN)
