@@ -20,7 +20,7 @@ func testNode(t *testing.T, name string, raw string) *v1.Node {
 		inv := &device.Inventory{Devices: []device.Device{
 			{UUID: "GPU-0", Index: 0, Vendor: device.VendorNVIDIA, Model: "A100", MemoryMiB: 1000, Healthy: true},
 			{UUID: "GPU-1", Index: 1, Vendor: device.VendorNVIDIA, Model: "A100", MemoryMiB: 1000, Healthy: true},
-		}}
+		}, NRI: true}
 		var err error
 		if raw, err = device.EncodeInventory(inv); err != nil {
 			t.Fatal(err)

@@ -69,17 +69,17 @@ func unwrap(obj any) any {
 // waitSynced holds the first cycles until the cache has seen every node
 // and pod, so that a restarted scheduler never places on stale state.
 func (p *Mosaic) waitSynced(ctx context.Context) *fwk.Status {
+	synced := true
 	for _, s := range p.synced {
-		if s() {
-			continue
-		}
-		wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		ok := cache.WaitForCacheSync(wctx.Done(), p.synced...)
-		cancel()
-		if !ok {
-			return fwk.AsStatus(fmt.Errorf("%s: device cache not synced", Name))
-		}
-		break
+		synced = synced && s()
+	}
+	if synced {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if !cache.WaitForCacheSync(wctx.Done(), p.synced...) {
+		return fwk.AsStatus(fmt.Errorf("%s: device cache not synced", Name))
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	fwk "k8s.io/kube-scheduler/framework"
 
 	"github.com/mosaic-gpu/mosaic/pkg/device"
+	"github.com/mosaic-gpu/mosaic/pkg/placement"
 )
 
 // PreFilter parses the pod's device request once per cycle. Pods that ask
@@ -52,7 +53,14 @@ func (p *Mosaic) dryRun(state fwk.CycleState, pod *v1.Pod, nodeInfo fwk.NodeInfo
 	if err != nil {
 		return fwk.AsStatus(err)
 	}
+	node := nodeInfo.Node().Name
 	fp := p.podFootprint(pod)
+	if fp == nil && add {
+		// A nominated pod (preemption made room for it, it is not bound
+		// yet) has no allocation: hold what it would take here, so that
+		// lower-priority pods do not take the cards it preempted for.
+		fp = p.wouldTake(s, pod, node)
+	}
 	if fp == nil {
 		return nil
 	}
@@ -60,8 +68,26 @@ func (p *Mosaic) dryRun(state fwk.CycleState, pod *v1.Pod, nodeInfo fwk.NodeInfo
 	if add {
 		set = s.added
 	}
-	s.adjust(set, nodeInfo.Node().Name, fp)
+	s.adjust(set, node, fp)
 	return nil
+}
+
+// wouldTake is the footprint pod would have on node under this cycle's
+// adjustments, or nil when it asks for no devices or does not fit.
+func (p *Mosaic) wouldTake(s *cycleState, pod *v1.Pod, node string) map[string]device.Usage {
+	req, err := device.ParsePodRequest(pod, p.parseOpts)
+	if err != nil || req == nil {
+		return nil
+	}
+	view, err := p.cache.view(node, s.added[node], s.removed[node])
+	if err != nil {
+		return nil
+	}
+	alloc, fail := placement.Place(view, req, p.placeOpts)
+	if fail != nil {
+		return nil
+	}
+	return alloc.Footprint()
 }
 
 // podFootprint is what pod holds: the cache knows pods it assumed or saw

@@ -1,0 +1,78 @@
+package mosaic
+
+import (
+	"testing"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	k8stypes "k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2/ktesting"
+	"k8s.io/kubernetes/pkg/scheduler/framework"
+
+	"github.com/mosaic-gpu/mosaic/pkg/device"
+	"github.com/mosaic-gpu/mosaic/pkg/placement"
+)
+
+func testPlugin(t *testing.T) *Mosaic {
+	t.Helper()
+	args, err := decodeArgs(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &Mosaic{
+		args:      *args,
+		parseOpts: device.ParseOptions{AscendModels: args.AscendModels},
+		placeOpts: placement.Options{GPUPolicy: args.GPUPolicy, NUMA: placement.NUMAPolicy(args.NUMAPolicy)},
+		cache:     newUsageCache(args.NodeDefaults()),
+	}
+}
+
+func gpuPod(name string, mem string) *v1.Pod {
+	return &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, UID: k8stypes.UID("uid-" + name)}, Spec: v1.PodSpec{Containers: []v1.Container{{Name: "c",
+		Resources: v1.ResourceRequirements{Limits: v1.ResourceList{"nvidia.com/gpu": resource.MustParse("1"), "nvidia.com/gpumem": resource.MustParse(mem)}}}}}}
+}
+
+// Preemption's dry runs: removing a victim frees its share; a nominated
+// pod, not yet bound, holds what it would take.
+func TestPreemptionDryRun(t *testing.T) {
+	logger, ctx := ktesting.NewTestContext(t)
+	p := testPlugin(t)
+	node := testNode(t, "n", "") // two 1000 MiB cards
+	p.cache.setNode(logger, node)
+	victim := boundPod(t, "victim", "n", testAlloc("n", "GPU-0", 1000))
+	p.cache.updatePod(logger, victim)
+	p.cache.updatePod(logger, boundPod(t, "other", "n", testAlloc("n", "GPU-1", 1000)))
+
+	ni := framework.NewNodeInfo()
+	ni.SetNode(node)
+	state := framework.NewCycleState()
+	preemptor := gpuPod("preemptor", "800")
+	if _, s := p.PreFilter(ctx, state, preemptor, nil); !s.IsSuccess() {
+		t.Fatal(s)
+	}
+	if s := p.Filter(ctx, state, preemptor, ni); s.IsSuccess() {
+		t.Fatal("fits on two full cards")
+	}
+	vi, _ := framework.NewPodInfo(victim)
+	if s := p.RemovePod(ctx, state, preemptor, vi, ni); !s.IsSuccess() {
+		t.Fatal(s)
+	}
+	if s := p.Filter(ctx, state, preemptor, ni); !s.IsSuccess() {
+		t.Fatalf("does not fit after the victim is removed: %v", s)
+	}
+	// A nominated pod of higher priority, asking for 500 MiB, takes the
+	// freed room in the dry run: the preemptor no longer fits.
+	clone := state.Clone()
+	ni2, _ := framework.NewPodInfo(gpuPod("nominated", "500"))
+	if s := p.AddPod(ctx, clone, preemptor, ni2, ni); !s.IsSuccess() {
+		t.Fatal(s)
+	}
+	if s := p.Filter(ctx, clone, preemptor, ni); s.IsSuccess() {
+		t.Error("the nominated pod's share was not held")
+	}
+	// The original state is untouched by the clone.
+	if s := p.Filter(ctx, state, preemptor, ni); !s.IsSuccess() {
+		t.Errorf("the clone's AddPod leaked into the original state: %v", s)
+	}
+}
