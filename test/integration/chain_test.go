@@ -10,15 +10,12 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/containerd/nri/pkg/api"
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/klog/v2/ktesting"
 
 	"github.com/mosaic-gpu/mosaic/pkg/device"
 	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/nri"
-	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/nri/nritest"
 )
 
 // TestChainArtifacts runs the control-plane half of the chain that
@@ -66,30 +63,8 @@ func TestChainArtifacts(t *testing.T) {
 		t.Fatalf("share = %+v", share)
 	}
 
-	dir, err := os.MkdirTemp("", "chain")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	rt, err := nritest.Start(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Stop()
-	logger, _ := ktesting.NewTestContext(t)
-	state := filepath.Join(dir, "state")
-	plugin, err := nri.New(nri.Config{NodeName: nodeName, StateDir: state, EnforcerLib: "/usr/local/lib/mosaic/libmosaic-enforcer.so", CorePolicy: device.CorePolicyDefault}, logger, rt.Socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(e.ctx)
-	defer cancel()
-	go func() { _ = plugin.Run(ctx) }()
-	defer plugin.Stop()
-	probe := func() (*api.PodSandbox, *api.Container) { return sandbox(p), container(p, "c0") }
-	if err := rt.WaitForPlugin(ctx, probe); err != nil {
-		t.Fatal(err)
-	}
+	rt, state := startNRIPlugin(t, e, nri.Config{NodeName: nodeName, EnforcerLib: "/usr/local/lib/mosaic/libmosaic-enforcer.so", CorePolicy: device.CorePolicyDefault}, p)
+	ctx := e.ctx
 	adj, err := rt.CreateContainer(ctx, sandbox(p), container(p, "c0"))
 	if err != nil {
 		t.Fatal(err)

@@ -60,30 +60,8 @@ func TestNodeAgentHandsEachPodItsCards(t *testing.T) {
 	}
 	e.checkCapacity()
 
-	dir, err := os.MkdirTemp("", "nri")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	rt, err := nritest.Start(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rt.Stop()
-	logger, _ := ktesting.NewTestContext(t)
-	state := filepath.Join(dir, "state")
-	plugin, err := nri.New(nri.Config{NodeName: "agent", StateDir: state, EnforcerLib: "/opt/mosaic/libmosaic-enforcer.so"}, logger, rt.Socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(e.ctx)
-	defer cancel()
-	go func() { _ = plugin.Run(ctx) }()
-	defer plugin.Stop()
-	first := list.Items[0]
-	if err := rt.WaitForPlugin(ctx, func() (*api.PodSandbox, *api.Container) { return sandbox(&first), container(&first, "c0") }); err != nil {
-		t.Fatal(err)
-	}
+	rt, state := startNRIPlugin(t, e, nri.Config{NodeName: "agent", EnforcerLib: "/opt/mosaic/libmosaic-enforcer.so"}, &list.Items[0])
+	ctx := e.ctx
 
 	type result struct {
 		pod *v1.Pod
@@ -183,4 +161,35 @@ func TestForgedAllocationIsRefused(t *testing.T) {
 	if _, err := nri.Decide(cfg, string(forged.UID), forged.Annotations, "c0", nil); err == nil || !strings.Contains(err.Error(), "signature does not match") {
 		t.Fatalf("the forged pod was not refused: %v", err)
 	}
+}
+
+// startNRIPlugin runs the node agent's NRI plugin (cfg, with a fresh state
+// directory) against NRI's runtime side, and waits until it answers for
+// probe's container c0. It returns the runtime and the state directory.
+func startNRIPlugin(t *testing.T, e *env, cfg nri.Config, probe *v1.Pod) (*nritest.Runtime, string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "nri")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	rt, err := nritest.Start(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rt.Stop)
+	logger, _ := ktesting.NewTestContext(t)
+	cfg.StateDir = filepath.Join(dir, "state")
+	plugin, err := nri.New(cfg, logger, rt.Socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(e.ctx)
+	t.Cleanup(cancel)
+	go func() { _ = plugin.Run(ctx) }()
+	t.Cleanup(plugin.Stop)
+	if err := rt.WaitForPlugin(ctx, func() (*api.PodSandbox, *api.Container) { return sandbox(probe), container(probe, "c0") }); err != nil {
+		t.Fatal(err)
+	}
+	return rt, cfg.StateDir
 }
