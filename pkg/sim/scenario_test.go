@@ -17,7 +17,7 @@ func TestParseErrorsNameTheField(t *testing.T) {
 		"bad node name":    {"nodes:\n- name: Bad_Name\n", `nodes[0].name: "Bad_Name"`},
 		"bad vendor":       {"nodes:\n- name: gpu\n  gpus: [{vendor: AMD, model: x, memoryMiB: 1}]\n", `nodes[0].gpus[0].vendor: "AMD" must be NVIDIA or Ascend`},
 		"numa length":      {"nodes:\n- name: gpu\n  gpus: [{vendor: NVIDIA, model: x, memoryMiB: 1, count: 2, numa: [0]}]\n", "gpus[0].numa: lists 1 nodes for 2 cards"},
-		"zero memory":      {"nodes:\n- name: gpu\n  gpus: [{vendor: NVIDIA, model: x, memoryMiB: 0}]\n", "memoryMiB: 0 must be in"},
+		"zero memory":      {"nodes:\n- name: gpu\n  gpus: [{vendor: NVIDIA, model: x, memoryMiB: 0}]\n", "nodes[0]: gpus[0].memoryMiB: 0 must be in 1..16777216"},
 		"bad split":        {"nodes:\n- name: gpu\n  deviceConfig: {splitCount: -1}\n", "nodes[0].deviceConfig.splitCount: -1"},
 		"duplicate node":   {"nodes:\n- {name: gpu-0}\n- {name: gpu, count: 2}\n", `node name "gpu-0" is used twice`},
 		"pod unknown key":  {pod("{apiVersion: v1, kind: Pod, metadata: {name: p}, spec: {containerz: []}}"), `pods[0]: not a Pod: json: unknown field "containerz"`},

@@ -46,6 +46,12 @@ func NewFake(node string, specs []CardSpec) (*Fake, error) {
 		if count < 0 || count > 256 {
 			return nil, fmt.Errorf("%s.count: %d must be in 1..256", path, s.Count)
 		}
+		if s.MemoryMiB <= 0 || s.MemoryMiB > 16<<20 {
+			return nil, fmt.Errorf("%s.memoryMiB: %d must be in 1..%d", path, s.MemoryMiB, 16<<20)
+		}
+		if s.Model == "" {
+			return nil, fmt.Errorf("%s.model: must not be empty", path)
+		}
 		if len(s.NUMA) != 0 && len(s.NUMA) != count {
 			return nil, fmt.Errorf("%s.numa: lists %d nodes for %d cards", path, len(s.NUMA), count)
 		}
