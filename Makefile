@@ -11,13 +11,16 @@ TEST_TIMEOUT ?= 40m
 
 all: build
 
-build: $(BIN)/mosaic-scheduler $(BIN)/mosaic-device-plugin $(BIN)/mosaic-inventory $(BIN)/mosaic-sim native
+build: $(BIN)/mosaic-scheduler $(BIN)/mosaic-device-plugin $(BIN)/mosaic-webhook $(BIN)/mosaic-inventory $(BIN)/mosaic-sim native
 
 $(BIN)/mosaic-scheduler: FORCE
 	$(GO) build -o $@ ./cmd/scheduler
 
 $(BIN)/mosaic-device-plugin: FORCE
 	$(GO) build -o $@ ./cmd/device-plugin
+
+$(BIN)/mosaic-webhook: FORCE
+	$(GO) build -o $@ ./cmd/webhook
 
 $(BIN)/mosaic-inventory: FORCE
 	$(GO) build -o $@ ./cmd/mosaic-inventory
