@@ -11,7 +11,7 @@ TEST_TIMEOUT ?= 40m
 
 all: build
 
-build: $(BIN)/mosaic-scheduler $(BIN)/mosaic-device-plugin $(BIN)/mosaic-webhook $(BIN)/mosaic-inventory $(BIN)/mosaic-sim native
+build: $(BIN)/mosaic-scheduler $(BIN)/mosaic-device-plugin $(BIN)/mosaic-webhook $(BIN)/mosaic-dashboard $(BIN)/mosaic-inventory $(BIN)/mosaic-sim native
 
 $(BIN)/mosaic-scheduler: FORCE
 	$(GO) build -o $@ ./cmd/scheduler
@@ -21,6 +21,9 @@ $(BIN)/mosaic-device-plugin: FORCE
 
 $(BIN)/mosaic-webhook: FORCE
 	$(GO) build -o $@ ./cmd/webhook
+
+$(BIN)/mosaic-dashboard: FORCE
+	$(GO) build -o $@ ./cmd/dashboard
 
 $(BIN)/mosaic-inventory: FORCE
 	$(GO) build -o $@ ./cmd/mosaic-inventory

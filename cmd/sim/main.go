@@ -31,6 +31,7 @@ func run() error {
 	output := fs.String("o", "table", "output format: table or json")
 	cfgPath := fs.String("config", "", "KubeSchedulerConfiguration file (default: Mosaic as a second scheduler, config/mosaic-scheduler.yaml)")
 	settle := fs.Duration("settle", 10*time.Second, "how long to wait for pending pods after the last step")
+	serve := fs.String("serve", "", "after the run, serve the dashboard of the simulated cluster on this address (e.g. :8080) until interrupted")
 	verbose := fs.Int("v", -1, "log verbosity of the control plane and scheduler (default: silent)")
 	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
 	klog.InitFlags(klogFlags)
@@ -55,7 +56,22 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	opts := sim.Options{Settle: *settle}
+	write := func(rep *sim.Report) error {
+		if *output == "json" {
+			return rep.WriteJSON(os.Stdout)
+		}
+		return rep.WriteTable(os.Stdout)
+	}
+	opts := sim.Options{Settle: *settle, Serve: *serve}
+	if *serve != "" {
+		opts.Print = func(rep *sim.Report) error {
+			if err := write(rep); err != nil {
+				return err
+			}
+			fmt.Fprintf(os.Stderr, "dashboard: http://localhost%s/ (Ctrl-C to stop)\n", *serve)
+			return nil
+		}
+	}
 	if *cfgPath != "" {
 		if opts.SchedulerConfig, err = os.ReadFile(*cfgPath); err != nil {
 			return err
@@ -64,11 +80,8 @@ func run() error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	rep, err := sim.Run(ctx, scenario, opts)
-	if err != nil {
+	if err != nil || *serve != "" {
 		return err
 	}
-	if *output == "json" {
-		return rep.WriteJSON(os.Stdout)
-	}
-	return rep.WriteTable(os.Stdout)
+	return write(rep)
 }

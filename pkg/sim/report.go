@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"text/tabwriter"
 
@@ -16,6 +15,7 @@ import (
 
 	"github.com/mosaic-gpu/mosaic/pkg/apis/config"
 	"github.com/mosaic-gpu/mosaic/pkg/device"
+	"github.com/mosaic-gpu/mosaic/pkg/usage"
 )
 
 // Report is the outcome of a run, read back from the API objects.
@@ -74,8 +74,7 @@ type CardResult struct {
 
 func buildReport(ctx context.Context, cs kubernetes.Interface, created []string) (*Report, error) {
 	rep := &Report{Pods: []PodResult{}, Nodes: []NodeResult{}}
-	used := map[string]map[string]device.Usage{}
-	holders := map[string][]string{} // card UUID -> "pod (MiB)"
+	var pods []*v1.Pod
 	for _, key := range created {
 		ns, name := splitKey(key)
 		pod, err := cs.CoreV1().Pods(ns).Get(ctx, name, metav1.GetOptions{})
@@ -90,37 +89,28 @@ func buildReport(ctx context.Context, cs kubernetes.Interface, created []string)
 			return nil, err
 		}
 		rep.Pods = append(rep.Pods, pr)
-		node, fp, ok, err := device.PodFootprint(pod)
-		if err != nil || !ok {
-			continue
-		}
-		if used[node] == nil {
-			used[node] = map[string]device.Usage{}
-		}
-		for id, u := range fp {
-			used[node][id] = used[node][id].Add(u)
-			holders[id] = append(holders[id], fmt.Sprintf("%s(%dMiB,%d%%)", pod.Name, u.MemoryMiB, u.Cores))
-		}
+		pods = append(pods, pod)
 	}
-	nodes, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	list, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
 	if err != nil {
 		return nil, err
 	}
-	sort.Slice(nodes.Items, func(i, j int) bool { return nodes.Items[i].Name < nodes.Items[j].Name })
-	for _, n := range nodes.Items {
-		inv, err := device.DecodeInventory(n.Annotations[device.InventoryAnnotation])
-		if err != nil {
-			continue
-		}
-		cfg := inv.Config.Merge(device.NodeConfig{SplitCount: config.DefaultSplitCount, MemoryScaling: config.DefaultScaling, CoreScaling: config.DefaultScaling})
+	nodes := make([]*v1.Node, len(list.Items))
+	for i := range list.Items {
+		nodes[i] = &list.Items[i]
+	}
+	defaults := device.NodeConfig{SplitCount: config.DefaultSplitCount, MemoryScaling: config.DefaultScaling, CoreScaling: config.DefaultScaling}
+	for _, n := range usage.Compute(nodes, pods, defaults) {
 		nr := NodeResult{Name: n.Name, Devices: []CardResult{}}
-		for _, d := range inv.Devices {
-			u := used[n.Name][d.UUID]
+		for _, c := range n.Cards {
+			var holders []string
+			for _, h := range c.Holders {
+				holders = append(holders, fmt.Sprintf("%s(%dMiB,%d%%)", h.Pod, h.MemoryMiB, h.Cores))
+			}
 			nr.Devices = append(nr.Devices, CardResult{
-				UUID: d.UUID, Index: d.Index, NUMA: d.NUMA,
-				MemoryMiB: int64(float64(d.MemoryMiB) * cfg.MemoryScaling), UsedMemoryMiB: u.MemoryMiB,
-				Cores: int(100 * cfg.CoreScaling), UsedCores: u.Cores,
-				Slots: cfg.SplitCount, UsedSlots: u.Slots, holders: holders[d.UUID],
+				UUID: c.UUID, Index: c.Index, NUMA: c.NUMA,
+				MemoryMiB: c.MemoryMiB, UsedMemoryMiB: c.UsedMemoryMiB, Cores: c.Cores, UsedCores: c.UsedCores,
+				Slots: c.Slots, UsedSlots: c.UsedSlots, holders: holders,
 			})
 		}
 		rep.Nodes = append(rep.Nodes, nr)

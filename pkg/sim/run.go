@@ -2,7 +2,9 @@ package sim
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"time"
 
@@ -14,7 +16,10 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/mosaic-gpu/mosaic/config"
+	apiconfig "github.com/mosaic-gpu/mosaic/pkg/apis/config"
 	"github.com/mosaic-gpu/mosaic/pkg/cluster"
+	"github.com/mosaic-gpu/mosaic/pkg/dashboard"
+	"github.com/mosaic-gpu/mosaic/pkg/device"
 )
 
 // Options tune a run.
@@ -26,6 +31,11 @@ type Options struct {
 	Settle time.Duration
 	// StepTimeout bounds the wait for one pod to be bound or rejected.
 	StepTimeout time.Duration
+	// Serve, when set, is an address where the dashboard shows the
+	// resulting cluster after the run, until ctx ends; Print is called
+	// with the report first.
+	Serve string
+	Print func(*Report) error
 }
 
 // Run executes the scenario on a fresh in-process cluster.
@@ -65,7 +75,57 @@ func Run(ctx context.Context, s *Scenario, opts Options) (*Report, error) {
 		}
 	}
 	r.waitPending(ctx, opts.Settle)
-	return buildReport(ctx, cs, r.created)
+	rep, err := buildReport(ctx, cs, r.created)
+	if err != nil || opts.Serve == "" {
+		return rep, err
+	}
+	if opts.Print != nil {
+		if err := opts.Print(rep); err != nil {
+			return nil, err
+		}
+	}
+	return rep, serve(ctx, cs, opts.Serve)
+}
+
+// serve shows the simulated cluster in the dashboard until ctx ends.
+func serve(ctx context.Context, cs kubernetes.Interface, addr string) error {
+	list := func(f func() error) {
+		if err := f(); err != nil {
+			klog.FromContext(ctx).Error(err, "Listing for the dashboard")
+		}
+	}
+	src := dashboard.Source{
+		Nodes: func() (out []*v1.Node) {
+			list(func() error {
+				l, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+				for i := range l.Items {
+					out = append(out, &l.Items[i])
+				}
+				return err
+			})
+			return out
+		},
+		Pods: func() (out []*v1.Pod) {
+			list(func() error {
+				l, err := cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
+				for i := range l.Items {
+					out = append(out, &l.Items[i])
+				}
+				return err
+			})
+			return out
+		},
+		Defaults: device.NodeConfig{SplitCount: apiconfig.DefaultSplitCount, MemoryScaling: apiconfig.DefaultScaling, CoreScaling: apiconfig.DefaultScaling},
+	}
+	srv := &http.Server{Addr: addr, Handler: dashboard.Handler(src), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
 }
 
 type runner struct {

@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -83,5 +86,53 @@ pods:
 	var table bytes.Buffer
 	if err := rep.WriteTable(&table); err != nil || !strings.Contains(table.String(), "default/b") {
 		t.Errorf("table output: %v\n%s", err, table.String())
+	}
+}
+
+// With Serve, the simulated cluster is shown in the dashboard after the
+// run, until the context ends.
+func TestRunServesDashboard(t *testing.T) {
+	s, err := Parse([]byte(`
+nodes:
+- name: g
+  gpus: [{vendor: NVIDIA, model: "NVIDIA L4", memoryMiB: 23034}]
+pods:
+- {kind: Pod, metadata: {name: shown}, spec: {containers: [{name: c, image: x, resources: {limits: {nvidia.com/gpu: 1, nvidia.com/gpumem: 3000}}}]}}
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var page string
+	printed := false
+	opts := Options{Settle: time.Second, Serve: addr, Print: func(*Report) error {
+		printed = true
+		go func() {
+			defer cancel()
+			for ctx.Err() == nil {
+				rsp, err := http.Get("http://" + addr + "/")
+				if err == nil {
+					b, _ := io.ReadAll(rsp.Body)
+					rsp.Body.Close()
+					page = string(b)
+					return
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+		}()
+		return nil
+	}}
+	if _, err := Run(ctx, s, opts); err != nil {
+		t.Fatal(err)
+	}
+	if !printed || !strings.Contains(page, "default/shown 3000 MiB") || !strings.Contains(page, "3000/23034") {
+		t.Errorf("printed %v, page:\n%s", printed, page)
 	}
 }

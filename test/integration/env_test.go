@@ -18,6 +18,7 @@ import (
 	"github.com/mosaic-gpu/mosaic/pkg/device"
 	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/discovery"
 	"github.com/mosaic-gpu/mosaic/pkg/sim"
+	"github.com/mosaic-gpu/mosaic/pkg/usage"
 )
 
 const schedulerName = "mosaic-scheduler"
@@ -258,7 +259,8 @@ func (e *env) delete(name string) {
 }
 
 // checkCapacity verifies, from the API objects alone, that no card holds
-// more than it offers: memory, cores, slots and exclusivity.
+// more than it offers: memory, cores, slots and exclusivity. It returns the
+// number of bound pods holding cards.
 func (e *env) checkCapacity() (bound int) {
 	e.t.Helper()
 	nodes, err := e.cs.CoreV1().Nodes().List(e.ctx, metav1.ListOptions{})
@@ -269,40 +271,23 @@ func (e *env) checkCapacity() (bound int) {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	used := map[string]map[string]device.Usage{}
-	exclusiveHolders := map[string]int{}
-	for i := range pods.Items {
-		node, fp, ok, err := device.PodFootprint(&pods.Items[i])
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		if !ok {
-			continue
-		}
-		bound++
-		if used[node] == nil {
-			used[node] = map[string]device.Usage{}
-		}
-		for id, u := range fp {
-			used[node][id] = used[node][id].Add(u)
-			if u.Exclusive {
-				exclusiveHolders[id]++
-			}
-		}
+	var np []*v1.Node
+	for i := range nodes.Items {
+		np = append(np, &nodes.Items[i])
 	}
-	for _, n := range nodes.Items {
-		inv, err := device.DecodeInventory(n.Annotations[device.InventoryAnnotation])
-		if err != nil {
-			continue
+	var pp []*v1.Pod
+	for i := range pods.Items {
+		if _, _, ok, err := device.PodFootprint(&pods.Items[i]); err != nil {
+			e.t.Fatal(err)
+		} else if ok {
+			bound++
 		}
-		cfg := inv.Config.Merge(device.NodeConfig{SplitCount: 10, MemoryScaling: 1, CoreScaling: 1})
-		for _, d := range inv.Devices {
-			u := used[n.Name][d.UUID]
-			if u.MemoryMiB > int64(float64(d.MemoryMiB)*cfg.MemoryScaling) || u.Cores > int(100*cfg.CoreScaling) || u.Slots > cfg.SplitCount {
-				e.t.Errorf("node %s card %d over capacity: %+v (memory %d MiB, split %d)", n.Name, d.Index, u, d.MemoryMiB, cfg.SplitCount)
-			}
-			if exclusiveHolders[d.UUID] > 0 && u.Slots > 1 {
-				e.t.Errorf("node %s card %d is held exclusively but shared: %+v", n.Name, d.Index, u)
+		pp = append(pp, &pods.Items[i])
+	}
+	for _, n := range usage.Compute(np, pp, device.NodeConfig{SplitCount: 10, MemoryScaling: 1, CoreScaling: 1}) {
+		for _, c := range n.Cards {
+			if c.OverCommitted() {
+				e.t.Errorf("node %s card %d over capacity: %+v", n.Name, c.Index, c)
 			}
 		}
 	}
