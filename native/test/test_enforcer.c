@@ -14,21 +14,11 @@
 
 #include "mosaic_cuda.h"
 #include "stub.h"
+#include "check.h"
 
 #define MiB (1ULL << 20)
 #define OOM CUDA_ERROR_OUT_OF_MEMORY
 
-static int failures;
-
-#define CHECK(cond, ...)                                                                                     \
-	do {                                                                                                 \
-		if (!(cond)) {                                                                               \
-			failures++;                                                                          \
-			fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                      \
-			fprintf(stderr, __VA_ARGS__);                                                        \
-			fputc('\n', stderr);                                                                 \
-		}                                                                                            \
-	} while (0)
 
 static void *cuda, *nvml;
 
