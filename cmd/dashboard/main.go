@@ -18,7 +18,6 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
@@ -45,10 +44,8 @@ func run(kubeconfig, addr string, defaults device.NodeConfig) error {
 	if err := defaults.Validate("flags"); err != nil {
 		return err
 	}
-	rc, err := rest.InClusterConfig()
-	if kubeconfig != "" {
-		rc, err = clientcmd.BuildConfigFromFlags("", kubeconfig)
-	}
+	// An empty path falls back to the in-cluster config.
+	rc, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
 		return err
 	}

@@ -19,7 +19,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
@@ -92,7 +91,8 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	rc, err := restConfig(f.kubeconfig)
+	// An empty path falls back to the in-cluster config.
+	rc, err := clientcmd.BuildConfigFromFlags("", f.kubeconfig)
 	if err != nil {
 		return err
 	}
@@ -151,13 +151,6 @@ type noDevices struct{ name string }
 func (n noDevices) Name() string { return n.name }
 func (n noDevices) Devices(context.Context) ([]device.Device, error) {
 	return nil, nil
-}
-
-func restConfig(kubeconfig string) (*rest.Config, error) {
-	if kubeconfig != "" {
-		return clientcmd.BuildConfigFromFlags("", kubeconfig)
-	}
-	return rest.InClusterConfig()
 }
 
 // serveMetrics exposes per-card capacity and allocation, computed from the
