@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 	"sigs.k8s.io/yaml"
 
@@ -244,11 +245,9 @@ func firstProfile(cfg []byte) (string, error) {
 	return c.Profiles[0].SchedulerName, nil
 }
 
+// splitKey splits a NAMESPACE/NAME key; keys are made by Parse and always
+// carry a namespace.
 func splitKey(k string) (string, string) {
-	for i := range k {
-		if k[i] == '/' {
-			return k[:i], k[i+1:]
-		}
-	}
-	return "default", k
+	ns, name, _ := cache.SplitMetaNamespaceKey(k)
+	return ns, name
 }

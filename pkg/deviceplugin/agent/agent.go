@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
 	"github.com/mosaic-gpu/mosaic/pkg/device"
@@ -249,8 +250,8 @@ func (a *Agent) sharing(ctx context.Context) (device.NodeConfig, error) {
 	if a.opts.ConfigMap == "" {
 		return a.opts.Sharing, nil
 	}
-	ns, name, ok := cut(a.opts.ConfigMap)
-	if !ok {
+	ns, name, err := cache.SplitMetaNamespaceKey(a.opts.ConfigMap)
+	if err != nil || ns == "" || name == "" {
 		return device.NodeConfig{}, fmt.Errorf("--config-map %q: want NAMESPACE/NAME", a.opts.ConfigMap)
 	}
 	cm, err := a.opts.Client.CoreV1().ConfigMaps(ns).Get(ctx, name, metav1.GetOptions{})
@@ -269,13 +270,4 @@ func sharingFrom(cm *corev1.ConfigMap, node string, flags device.NodeConfig) (de
 		return device.NodeConfig{}, fmt.Errorf("configmap %s/%s: %w", cm.Namespace, cm.Name, err)
 	}
 	return sc.For(node).Merge(flags), nil
-}
-
-func cut(s string) (string, string, bool) {
-	for i := range s {
-		if s[i] == '/' {
-			return s[:i], s[i+1:], i > 0 && i < len(s)-1
-		}
-	}
-	return "", "", false
 }
