@@ -71,30 +71,37 @@ new_scope loud
 run MOSAIC_ENFORCER_LOG= CUDA_DEVICE_MEMORY_LIMIT=12x "$B/test_enforcer" failclosed >/dev/null 2>"$T/err"
 if [ "$(grep -c 'error: environment rejected' "$T/err")" = 1 ]; then pass "a rejected config says so once"; else fail "a rejected config says so once"; cat "$T/err"; fi
 
-# 32 processes x 8 threads race 2 MiB allocations against a 64 MiB limit;
-# the stub's own count of bytes allocated must never pass the limit by more
-# than one 2 MiB granule.
+# 32 processes x 8 threads race 2 MiB allocations against a 64 MiB limit.
+# Each round every thread tries one block and holds it at a barrier until all
+# 256 have tried, so 256 blocks are wanted at once where 32 fit: at least 224
+# refusals a round follow from the construction, not from how the OS
+# schedules. While all hold, the stub's own count of bytes allocated must not
+# pass the limit; afterwards nothing is left and the whole limit fits again.
 new_scope race
-rm -f "$T/stub.counters" "$T/go"
-for i in $(seq 32); do
-	spawn "$T/race.$i" STUB_SHARED_FILE="$T/stub.counters" TEST_START_FILE="$T/go" CUDA_DEVICE_MEMORY_LIMIT=64m \
-		"$B/test_enforcer" stress 8 3000
+rm -f "$T/stub.counters" "$T/barrier"
+procs=32 threads=8 rounds=20
+for i in $(seq $procs); do
+	spawn "$T/race.$i" STUB_SHARED_FILE="$T/stub.counters" TEST_BARRIER_FILE="$T/barrier" \
+		TEST_PARTIES=$((procs * threads)) TEST_LIMIT=$((64 * MiB)) CUDA_DEVICE_MEMORY_LIMIT=64m \
+		"$B/test_enforcer" contend $threads $rounds
 done
-sleep 0.5
-touch "$T/go"
 wait
 read -r peak used < <(run STUB_SHARED_FILE="$T/stub.counters" "$B/test_enforcer" peak)
 oks=$(cat "$T"/race.* | awk '/^ok/ { s += $2 } END { print s + 0 }')
 ooms=$(cat "$T"/race.* | awk '/^ok/ { s += $4 } END { print s + 0 }')
+min_ooms=$((rounds * (procs * threads - 32)))
 if grep -q FAIL "$T"/race.*; then fail "race: a process failed"; grep -h FAIL "$T"/race.* | head; fi
-if [ "$peak" -le $((66 * MiB)) ] && [ "$used" = 0 ] && [ "$oks" -gt 0 ] && [ "$ooms" -gt 0 ]; then
-	pass "32 processes x 8 threads: peak $((peak / MiB)) MiB of 64, $oks allocations, $ooms refused"
+if [ "$peak" -le $((64 * MiB)) ] && [ "$used" = 0 ] && [ "$ooms" -ge "$min_ooms" ]; then
+	pass "$procs processes x $threads threads: peak $((peak / MiB)) MiB of 64, $oks allocations, $ooms refused (>= $min_ooms)"
 else
-	fail "32 processes x 8 threads: peak $peak used $used ok $oks oom $ooms"
+	fail "$procs processes x $threads threads: peak $peak used $used ok $oks oom $ooms (want >= $min_ooms)"
 fi
+check "race: afterwards the whole 64 MiB fits again" \
+	run STUB_SHARED_FILE="$T/stub.counters" CUDA_DEVICE_MEMORY_LIMIT=64m TEST_LIMIT=$((64 * MiB)) "$B/test_enforcer" fill
 
 # kill -9 storm: holders die while others allocate; nothing hangs and the
-# dead processes' memory is reclaimed within 1 s.
+# dead processes' memory is reclaimed. The waits are hang guards, not speed
+# targets: how fast reclaim is on an idle machine is measured by make bench.
 new_scope storm
 pids=()
 for i in $(seq 16); do
@@ -102,21 +109,24 @@ for i in $(seq 16); do
 	pids+=($!)
 done
 for i in $(seq 16); do
-	for _ in $(seq 200); do [ -s "$T/hold.$i" ] && break; sleep 0.05; done
+	for _ in $(seq 1200); do [ -s "$T/hold.$i" ] && break; sleep 0.05; done
 done
-check "storm: 16 holders hold 128 MiB" run CUDA_DEVICE_MEMORY_LIMIT=256m "$B/test_enforcer" wait_used $((128 * MiB)) 2000
+check "storm: 16 holders hold 128 MiB" run CUDA_DEVICE_MEMORY_LIMIT=256m "$B/test_enforcer" wait_used $((128 * MiB)) 60000
 spids=()
 for i in $(seq 4); do
 	spawn /dev/null CUDA_DEVICE_MEMORY_LIMIT=256m "$B/test_enforcer" stress 8 2000
 	spids+=($!)
 done
-kill -9 "${pids[@]}" 2>/dev/null
-wait "${pids[@]}" 2>/dev/null
-check "storm: usage of killed processes reclaimed within 1 s" \
-	run CUDA_DEVICE_MEMORY_LIMIT=256m "$B/test_enforcer" wait_used 0 1000
+# The shell reports each killed job; those lines are expected.
+{ kill -9 "${pids[@]}"; wait "${pids[@]}"; } 2>/dev/null
+if ms=$(run CUDA_DEVICE_MEMORY_LIMIT=256m "$B/test_enforcer" wait_used 0 60000 2>"$T/err"); then
+	pass "storm: usage of killed processes reclaimed (after $ms ms)"
+else
+	fail "storm: usage of killed processes not reclaimed"; cat "$T/err"
+fi
 hung=0
 for p in "${spids[@]}"; do
-	for _ in $(seq 400); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
+	for _ in $(seq 2400); do kill -0 "$p" 2>/dev/null || break; sleep 0.05; done
 	if kill -0 "$p" 2>/dev/null; then hung=1; kill -9 "$p"; fi
 	wait "$p" 2>/dev/null
 done

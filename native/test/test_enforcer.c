@@ -5,6 +5,9 @@
  * check is about processes. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <sys/mman.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -390,6 +393,80 @@ static void t_stress(int threads, int iters)
 	printf("ok %lu oom %lu\n", (unsigned long)ok_count, (unsigned long)oom_count);
 }
 
+/* A barrier across every thread of every process taking part: a counter in
+ * a file that only grows, so no reset can race a late waiter. */
+static _Atomic uint64_t *barrier_ctr;
+static uint64_t barrier_parties;
+
+static void barrier_open(void)
+{
+	const char *f = getenv("TEST_BARRIER_FILE");
+	barrier_parties = env_u64("TEST_PARTIES");
+	int fd = f != NULL ? open(f, O_RDWR | O_CREAT, 0666) : -1;
+	CHECK(fd >= 0 && ftruncate(fd, 64) == 0, "barrier file %s", f ? f : "(unset)");
+	void *p = mmap(NULL, 64, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	CHECK(p != MAP_FAILED, "mmap barrier");
+	close(fd);
+	if (p == MAP_FAILED)
+		exit(2);
+	barrier_ctr = p;
+}
+
+/* The k-th (from 1) crossing of the barrier by this thread. */
+static void barrier_cross(uint64_t k)
+{
+	atomic_fetch_add(barrier_ctr, 1);
+	while (atomic_load(barrier_ctr) < k * barrier_parties) {
+		struct timespec d = {0, 200000};
+		nanosleep(&d, NULL);
+	}
+}
+
+/* Every thread of every process tries one 2 MiB block per round and holds
+ * it until all have tried: demand at that instant is parties x 2 MiB, so
+ * with more parties than the limit has blocks, refusals follow from the
+ * construction, whatever the OS schedules. The stub's own count of bytes
+ * allocated, read by each thread while all hold, never passes the limit. */
+static int contend_rounds;
+static uint64_t contend_limit;
+static _Atomic unsigned long held_over;
+
+static void *contend_thread(void *arg)
+{
+	(void)arg;
+	p_cuCtxSetCurrent(ctx[0]);
+	for (int r = 0; r < contend_rounds; r++) {
+		CUdeviceptr h = 0;
+		CUresult res = p_cuMemAlloc_v2(&h, 2 * MiB);
+		CHECK(res == CUDA_SUCCESS || res == OOM, "alloc returned %d", res);
+		if (res == CUDA_SUCCESS)
+			ok_count++;
+		else
+			oom_count++;
+		barrier_cross(2 * (uint64_t)r + 1);
+		if (p_used(0) > contend_limit)
+			held_over++;
+		if (res == CUDA_SUCCESS)
+			CHECK(p_cuMemFree_v2(h) == CUDA_SUCCESS, "free");
+		barrier_cross(2 * (uint64_t)r + 2);
+	}
+	return NULL;
+}
+
+static void t_contend(int threads, int rounds)
+{
+	pthread_t t[64];
+	contend_rounds = rounds;
+	contend_limit = env_u64("TEST_LIMIT");
+	barrier_open();
+	for (int i = 0; i < threads && i < 64; i++)
+		pthread_create(&t[i], NULL, contend_thread, NULL);
+	for (int i = 0; i < threads && i < 64; i++)
+		pthread_join(t[i], NULL);
+	CHECK(held_over == 0, "%lu times the driver held more than the limit", (unsigned long)held_over);
+	printf("ok %lu oom %lu\n", (unsigned long)ok_count, (unsigned long)oom_count);
+}
+
 static void t_hold(uint64_t bytes)
 {
 	uint64_t h;
@@ -411,6 +488,19 @@ static void t_wait_used(uint64_t want, int timeout_ms)
 	printf("%.0f\n", (double)(now_ns() - t0) / 1e6);
 	CHECK(u == want, "usage %llu after %d ms, want %llu", (unsigned long long)u, timeout_ms,
 	      (unsigned long long)want);
+}
+
+/* Allocates 2 MiB blocks until refused: exactly the limit must fit. */
+static void t_fill(void)
+{
+	uint64_t limit = env_u64("TEST_LIMIT"), n = 0;
+	CUdeviceptr h[1024];
+	while (n < 1024 && p_cuMemAlloc_v2(&h[n], 2 * MiB) == CUDA_SUCCESS)
+		n++;
+	CHECK(n * 2 * MiB == limit, "%llu blocks of 2 MiB fit, want %llu", (unsigned long long)n,
+	      (unsigned long long)(limit / (2 * MiB)));
+	while (n > 0)
+		p_cuMemFree_v2(h[--n]);
 }
 
 static void t_peak(void) { printf("%llu %llu\n", (unsigned long long)p_peak(0), (unsigned long long)p_used(0)); }
@@ -453,10 +543,14 @@ int main(int argc, char **argv)
 		t_procaddr();
 	else if (strcmp(cmd, "stress") == 0 && argc == 4)
 		t_stress(atoi(argv[2]), atoi(argv[3]));
+	else if (strcmp(cmd, "contend") == 0 && argc == 4)
+		t_contend(atoi(argv[2]), atoi(argv[3]));
 	else if (strcmp(cmd, "hold") == 0 && argc == 3)
 		t_hold(strtoull(argv[2], NULL, 10));
 	else if (strcmp(cmd, "wait_used") == 0 && argc == 4)
 		t_wait_used(strtoull(argv[2], NULL, 10), atoi(argv[3]));
+	else if (strcmp(cmd, "fill") == 0)
+		t_fill();
 	else if (strcmp(cmd, "peak") == 0)
 		t_peak();
 	else if (strcmp(cmd, "share") == 0 && argc == 4)
