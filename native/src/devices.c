@@ -2,10 +2,13 @@
 #include "devices.h"
 
 #include <pthread.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "hooks.h"
+#include "lease.h"
 #include "log.h"
 #include "shared.h"
 
@@ -41,14 +44,37 @@ void mosaic_format_uuid(const CUuuid *u, char out[41])
 
 static struct mosaic_dev deny(int ordinal)
 {
-	struct mosaic_dev d = {ordinal >= 0 && ordinal < MOSAIC_MAX_CARDS ? ordinal : 0, 0, 0};
+	struct mosaic_dev d = {ordinal >= 0 && ordinal < MOSAIC_MAX_CARDS ? ordinal : 0, 0, 0, 0, 0, ""};
 	return d;
+}
+
+int mosaic_card_region_path(const char *uuid, char *out, size_t n)
+{
+	const char *dir = MOSAIC_DEFAULT_CARD_DIR, *env = getenv("MOSAIC_CARD_DIR");
+	if (env != NULL && env[0] != '\0' && access(MOSAIC_DEFAULT_LIMITS_FILE, F_OK) != 0)
+		dir = env;
+	/* A UUID names a file: nothing that could leave the directory. */
+	if (uuid[0] == '\0' || strchr(uuid, '/') != NULL || strcmp(uuid, "..") == 0 || strcmp(uuid, ".") == 0)
+		return -1;
+	int k = snprintf(out, n, "%s/%s/%s", dir, uuid, MOSAIC_REGION_FILE);
+	return k > 0 && (size_t)k < n ? 0 : -1;
+}
+
+/* 1 when the node agent shares this card through a region: a container
+ * without a share then takes turns as best effort. */
+static int shared_card(const char *uuid)
+{
+	char path[512];
+	if (mosaic_card_region_path(uuid, path, sizeof path) != 0)
+		return 0;
+	*strrchr(path, '/') = '\0';
+	return access(path, F_OK) == 0;
 }
 
 struct mosaic_dev mosaic_limits_for(const char *uuid, int ordinal)
 {
 	const struct mosaic_config *c = mosaic_config();
-	struct mosaic_dev d = {-1, MOSAIC_UNLIMITED, 0};
+	struct mosaic_dev d = {-1, MOSAIC_UNLIMITED, 0, 0, 0, ""};
 	if (c->fail_closed)
 		return deny(ordinal);
 	const struct mosaic_card *card = NULL;
@@ -68,7 +94,12 @@ struct mosaic_dev mosaic_limits_for(const char *uuid, int ordinal)
 	}
 	d.memory = card->memory;
 	d.cores = c->policy != MOSAIC_POLICY_DISABLE && card->cores > 0 && card->cores < 100 ? card->cores : 0;
-	d.card = (d.memory != MOSAIC_UNLIMITED || d.cores != 0) ? idx : -1;
+	d.force = c->policy == MOSAIC_POLICY_FORCE;
+	d.timed = d.cores != 0 || (c->policy != MOSAIC_POLICY_DISABLE && card->cores == 0 && uuid != NULL &&
+				   uuid[0] != '\0' && shared_card(uuid));
+	d.card = (d.memory != MOSAIC_UNLIMITED || d.timed) ? idx : -1;
+	if (uuid != NULL)
+		snprintf(d.uuid, sizeof d.uuid, "%s", uuid);
 	return d;
 }
 
@@ -98,7 +129,7 @@ static int resolve(void)
 		devs[dev] = mosaic_limits_for(uuid, i);
 		if (devs[dev].memory != MOSAIC_UNLIMITED)
 			__atomic_store_n(&mosaic_mem_active, 1, __ATOMIC_RELEASE);
-		if (devs[dev].cores != 0)
+		if (devs[dev].timed)
 			rate_any = 1;
 		mosaic_log(MOSAIC_LOG_INFO, "device %d %s: card %d memory %llu cores %d", i, uuid, devs[dev].card,
 			   (unsigned long long)devs[dev].memory, devs[dev].cores);

@@ -3,6 +3,7 @@
 #ifndef MOSAIC_DEVICES_H
 #define MOSAIC_DEVICES_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -11,7 +12,11 @@
 struct mosaic_dev {
 	int card;          /* index in the shared file; -1: nothing limits this device */
 	uint64_t memory;   /* MOSAIC_UNLIMITED or a byte limit (0 when failing closed) */
-	int cores;         /* 1-99 when launches are rate limited, else 0 */
+	int cores;         /* 1-99: guaranteed share of the card's time, else 0 */
+	int force;         /* policy force: cores is also a hard cap */
+	int timed;         /* launches take turns on the card (a share, or best effort
+			    * on a card the node agent shares) */
+	char uuid[41];     /* "GPU-..." as the driver reports it; "" if unknown */
 };
 
 const struct mosaic_config *mosaic_config(void);
@@ -31,6 +36,12 @@ extern int mosaic_mem_active;
 /* 1 once the devices are known and none has a compute limit: launches then
  * go straight to the driver. */
 extern int mosaic_rate_skip;
+
+/* Path of the node's region for the card with this UUID
+ * (<card dir>/<uuid>/lease). The card directory is fixed in a container the
+ * node agent prepared (its limits file exists); MOSAIC_CARD_DIR may move it
+ * only where limits come from the environment. Returns 0, or -1. */
+int mosaic_card_region_path(const char *uuid, char *out, size_t n);
 
 /* "GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" */
 void mosaic_format_uuid(const CUuuid *u, char out[41]);

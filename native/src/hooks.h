@@ -46,7 +46,19 @@
 	X(cuLaunchCooperativeKernel, cuLaunchCooperativeKernel, 9000, 0)                                     \
 	X(cuLaunchCooperativeKernel_ptsz, cuLaunchCooperativeKernel, 9000, 1)                                \
 	X(cuGraphLaunch, cuGraphLaunch, 10000, 0)                                                            \
-	X(cuGraphLaunch_ptsz, cuGraphLaunch, 10000, 1)
+	X(cuGraphLaunch_ptsz, cuGraphLaunch, 10000, 1)                                                      \
+	X(cuCtxSynchronize, cuCtxSynchronize, 2000, 0)                                                       \
+	X(cuStreamSynchronize, cuStreamSynchronize, 2000, 0)                                                 \
+	X(cuStreamSynchronize_ptsz, cuStreamSynchronize, 7000, 1)                                            \
+	X(cuEventSynchronize, cuEventSynchronize, 2000, 0)                                                   \
+	X(cuStreamBeginCapture, cuStreamBeginCapture, 10000, 0)                                              \
+	X(cuStreamBeginCapture_ptsz, cuStreamBeginCapture, 10000, 1)                                         \
+	X(cuStreamBeginCapture_v2, cuStreamBeginCapture, 10010, 0)                                           \
+	X(cuStreamBeginCapture_v2_ptsz, cuStreamBeginCapture, 10010, 1)                                      \
+	X(cuStreamBeginCaptureToGraph, cuStreamBeginCaptureToGraph, 12030, 0)                                \
+	X(cuStreamBeginCaptureToGraph_ptsz, cuStreamBeginCaptureToGraph, 12030, 1)                           \
+	X(cuStreamEndCapture, cuStreamEndCapture, 10000, 0)                                                  \
+	X(cuStreamEndCapture_ptsz, cuStreamEndCapture, 10000, 1)
 
 /* NVML functions hooked so that nvidia-smi and friends see the limit. */
 #define MOSAIC_NVML_HOOKS(X)                                                                                 \
@@ -57,7 +69,8 @@
 #define MOSAIC_CUDA_CALLS(X)                                                                                 \
 	X(cuInit) X(cuDeviceGet) X(cuDeviceGetCount) X(cuDeviceGetUuid) X(cuDeviceGetUuid_v2)               \
 	X(cuCtxGetDevice) X(cuCtxGetCurrent) X(cuEventCreate) X(cuEventRecord) X(cuEventQuery)             \
-	X(cuEventElapsedTime) X(cuEventElapsedTime_v2) X(cuEventDestroy_v2)
+	X(cuEventElapsedTime) X(cuEventElapsedTime_v2) X(cuEventDestroy_v2)                                 \
+	X(cuThreadExchangeStreamCaptureMode)
 
 #define MOSAIC_NVML_CALLS(X) X(nvmlDeviceGetUUID) X(nvmlDeviceGetIndex)
 

@@ -1,51 +1,83 @@
-/* Compute limit: a token bucket per card, shared by the container's
- * processes, refilled at cores% of wall time and drained by the GPU time the
- * container's own launches take. That time is measured with a pair of
- * events around each batch of launches (a batch: up to ~2 ms of GPU work or
- * 1 ms of launching on one stream), so that the events cost little per
- * launch. A launch waits while the bucket is empty. */
+/* Compute limit: launches are gated by the card's time lease (lease.c), and
+ * the GPU time the container's work took is measured after the fact and
+ * charged to it.
+ *
+ * Measuring: each process keeps, per card, an open slice of work: a start
+ * event on every stream it launched on since the slice opened, closed by an
+ * end event on each (after ~2 ms of predicted GPU work or 1 ms of
+ * launching, before a synchronisation, before handing the lease over). A
+ * closed slice is read when its events have completed, on one timeline per
+ * context: overlapping streams are charged once (the union of their busy
+ * intervals), the gaps between slices (host work, waits, throttling) never.
+ *
+ * Capture: while any stream of the process captures a graph, launches pass
+ * straight through and no event is recorded or queried anywhere, since
+ * either would invalidate a global-mode capture. A graph is charged where it
+ * runs, at cuGraphLaunch, like a kernel. */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <stdint.h>
+#include <string.h>
 #include <time.h>
 
 #include "devices.h"
 #include "hooks.h"
+#include "lease.h"
+#include "log.h"
 #include "shared.h"
 
 #define EXPORT __attribute__((visibility("default")))
 
-#define BATCH_HOST_NS 1000000LL  /* close a batch after 1 ms of launching */
-#define BATCH_GPU_NS 2000000LL   /* ... or once it holds ~2 ms of GPU work */
-#define BURST_NS 20000000LL      /* a bucket holds at most 20 ms of wall time worth */
-#define REFILL_MIN_NS 100000ULL  /* refill at most every 100 us */
-#define RING 4                   /* unmeasured batches a thread may have in flight */
-#define POOL 16
+#define SLICE_HOST_NS 1000000ULL  /* close a slice after 1 ms of launching */
+#define SLICE_GPU_NS 2000000ULL   /* ... or once it holds ~2 ms of predicted GPU work */
+#define REBASE_NS 1000000000ULL   /* a new reference event every second keeps float ms exact */
+#define DRAIN_HOLD_NS 5000000ULL  /* a draining holder keeps its lease this far ahead */
+#define MAX_OPEN 16               /* streams in one slice */
+#define RING 64                   /* closed, unread batches */
+#define POOL 64
 
 struct batch {
 	CUevent start, end;
-	int card;
 	uint32_t n;
+	uint64_t pred; /* predicted GPU time, ns */
 };
 
-struct tstate {
+struct card {
+	pthread_mutex_t mu;
+	int joined; /* 0: not yet, 1: in a region, -1: cannot be limited */
+	struct mosaic_lease lease;
 	CUcontext ctx;
-	CUstream stream;
-	int card;
-	CUevent start; /* open batch, NULL when none */
-	uint32_t n;
-	uint64_t t0;
-	uint64_t per_launch_ns; /* moving average, 0 until measured */
+	int holding, draining, inlaunch;
+	uint64_t lease_end;
+	/* The open slice. */
+	struct {
+		CUstream stream;
+		CUevent start;
+	} open[MAX_OPEN];
+	int nopen;
+	uint32_t slice_n;
+	uint64_t slice_t0;
+	/* Closed batches, oldest first. */
 	struct batch ring[RING];
 	int head, count;
+	/* The context's timeline: ref is a completed event at ref_off ns;
+	 * everything up to watermark has been charged. */
+	CUevent ref;
+	int64_t ref_off, watermark;
+	uint64_t ref_host;
+	uint64_t per_launch_ns;
+	uint64_t pred_ns; /* predicted GPU time of the closed, unread batches */
 	CUevent pool[POOL];
 	int npool;
 };
 
+static struct card cards[MOSAIC_MAX_CARDS];
+static pthread_once_t cards_once = PTHREAD_ONCE_INIT;
+static _Atomic int capturing;
+
 /* initial-exec: no __tls_get_addr call on the launch path (the library is
  * preloaded, so its TLS is in the static block). */
 #define TLS __thread __attribute__((tls_model("initial-exec")))
-
-static TLS struct tstate ts;
 
 static uint64_t now_ns(void)
 {
@@ -54,183 +86,325 @@ static uint64_t now_ns(void)
 	return (uint64_t)t.tv_sec * 1000000000ULL + (uint64_t)t.tv_nsec;
 }
 
-static void refill(struct mosaic_bucket *b, int cores)
+static void sleep_ns(uint64_t ns)
 {
-	int64_t cap = BURST_NS * cores / 100;
-	uint64_t now = now_ns(), last = atomic_load_explicit(&b->last_ns, memory_order_relaxed);
-	if (last == 0) {
-		if (atomic_compare_exchange_strong(&b->last_ns, &last, now))
-			atomic_store(&b->tokens, cap);
-		return;
-	}
-	if (now < last + REFILL_MIN_NS || !atomic_compare_exchange_strong(&b->last_ns, &last, now))
-		return;
-	int64_t add = (int64_t)((now - last) * (uint64_t)cores / 100);
-	int64_t t = atomic_fetch_add(&b->tokens, add) + add;
-	if (t > cap)
-		atomic_fetch_sub(&b->tokens, t - cap);
+	struct timespec d = {(time_t)(ns / 1000000000ULL), (long)(ns % 1000000000ULL)};
+	nanosleep(&d, NULL);
 }
 
-static CUevent get_event(void)
+static void reset_cards(void)
 {
-	if (ts.npool > 0)
-		return ts.pool[--ts.npool];
+	memset(cards, 0, sizeof cards);
+	for (int i = 0; i < MOSAIC_MAX_CARDS; i++)
+		pthread_mutex_init(&cards[i].mu, NULL);
+}
+
+/* The child of a fork owns no events or leases of its parent's. */
+static void init_cards(void)
+{
+	reset_cards();
+	pthread_atfork(NULL, NULL, reset_cards);
+}
+
+static CUevent get_event(struct card *c)
+{
+	if (c->npool > 0)
+		return c->pool[--c->npool];
 	CUevent e = NULL;
 	if (CU_REAL(cuEventCreate) == NULL || mosaic_real.cuEventCreate(&e, 0) != CUDA_SUCCESS)
 		return NULL;
 	return e;
 }
 
-static void put_event(CUevent e)
+static void put_event(struct card *c, CUevent e)
 {
 	if (e == NULL)
 		return;
-	if (ts.npool < POOL)
-		ts.pool[ts.npool++] = e;
+	if (c->npool < POOL)
+		c->pool[c->npool++] = e;
 	else
 		mosaic_real.cuEventDestroy_v2(e);
 }
 
-static void measure(struct batch *b)
+/* An event query from this thread must not invalidate a capture another
+ * thread began meanwhile in global mode: relaxed mode makes it safe. */
+static CUresult query(CUevent e)
+{
+	if (!atomic_load_explicit(&capturing, memory_order_relaxed) || CU_REAL(cuThreadExchangeStreamCaptureMode) == NULL)
+		return mosaic_real.cuEventQuery(e);
+	CUstreamCaptureMode m = CU_STREAM_CAPTURE_MODE_RELAXED;
+	mosaic_real.cuThreadExchangeStreamCaptureMode(&m);
+	CUresult r = mosaic_real.cuEventQuery(e);
+	mosaic_real.cuThreadExchangeStreamCaptureMode(&m);
+	return r;
+}
+
+static int elapsed_ns(CUevent a, CUevent b, int64_t *ns)
 {
 	float ms = 0;
-	__typeof__(mosaic_real.cuEventElapsedTime) elapsed =
+	__typeof__(mosaic_real.cuEventElapsedTime) f =
 		mosaic_real.cuEventElapsedTime_v2 ? mosaic_real.cuEventElapsedTime_v2 : mosaic_real.cuEventElapsedTime;
-	if (elapsed != NULL && elapsed(&ms, b->start, b->end) == CUDA_SUCCESS && ms > 0) {
-		int64_t ns = (int64_t)((double)ms * 1e6);
-		struct mosaic_bucket *bk = mosaic_shm_bucket(b->card);
-		if (bk != NULL) {
-			atomic_fetch_sub(&bk->tokens, ns);
-			atomic_fetch_add(&bk->busy_ns, (uint64_t)ns);
-		}
-		uint64_t per = (uint64_t)ns / (b->n ? b->n : 1);
-		ts.per_launch_ns = ts.per_launch_ns ? (3 * ts.per_launch_ns + per) / 4 : per;
-	}
-	put_event(b->start);
-	put_event(b->end);
+	if (f == NULL || f(&ms, a, b) != CUDA_SUCCESS)
+		return -1;
+	*ns = (int64_t)((double)ms * 1e6);
+	return 0;
 }
 
-/* Measures the finished batches, oldest first; with wait, blocks until at
- * least the oldest has finished. */
-static void drain(int wait)
+/* Charges the part of [start, end] not yet charged on the timeline. */
+static void measure(struct card *c, struct batch *b, uint64_t now)
 {
-	while (ts.count > 0) {
-		struct batch *b = &ts.ring[ts.head];
-		CUresult q;
-		while ((q = mosaic_real.cuEventQuery(b->end)) == CUDA_ERROR_NOT_READY && wait) {
-			struct timespec d = {0, 50000};
-			nanosleep(&d, NULL);
-		}
-		if (q == CUDA_ERROR_NOT_READY)
-			return;
-		wait = 0;
-		if (q == CUDA_SUCCESS)
-			measure(b);
-		ts.head = (ts.head + 1) % RING;
-		ts.count--;
-	}
-}
-
-static void close_batch(void)
-{
-	CUevent end = get_event();
-	if (end != NULL && mosaic_real.cuEventRecord(end, ts.stream) == CUDA_SUCCESS) {
-		if (ts.count == RING)
-			drain(1);
-		ts.ring[(ts.head + ts.count) % RING] = (struct batch){ts.start, end, ts.card, ts.n};
-		ts.count++;
+	int64_t s, e;
+	if (c->ref == NULL) {
+		c->ref = b->start, c->ref_off = 0, c->ref_host = now;
+		c->watermark = 0;
+		b->start = NULL;
+		s = 0;
+	} else if (elapsed_ns(c->ref, b->start, &s) != 0) {
+		goto out;
 	} else {
-		put_event(end);
-		put_event(ts.start);
+		s += c->ref_off;
 	}
-	ts.start = NULL;
-	ts.n = 0;
-	drain(0);
+	if (elapsed_ns(b->start ? b->start : c->ref, b->end, &e) != 0)
+		goto out;
+	e += s;
+	int64_t from = s > c->watermark ? s : c->watermark;
+	if (e > from) {
+		uint64_t ns = (uint64_t)(e - from);
+		if (c->joined == 1)
+			mosaic_lease_charge(&c->lease, ns, now);
+		uint64_t per = ns / (b->n ? b->n : 1);
+		c->per_launch_ns = c->per_launch_ns ? (3 * c->per_launch_ns + per) / 4 : per;
+	}
+	if (e > c->watermark)
+		c->watermark = e;
+	if (b->start != NULL && now - c->ref_host > REBASE_NS) {
+		put_event(c, c->ref);
+		c->ref = b->start, c->ref_off = s, c->ref_host = now;
+		b->start = NULL;
+	}
+out:
+	put_event(c, b->start);
+	put_event(c, b->end);
 }
 
-/* Refills only when the bucket looks empty: the refill is computed from the
- * time since the last one, so a lazy refill credits the same tokens and the
- * common case costs one atomic load. */
-static void gate(struct mosaic_bucket *b, int cores)
+/* Reads the completed batches, oldest first, waiting while more than keep
+ * are left (keep < 0: never wait). Other threads hold off while it waits. */
+static void collect(struct card *c, int keep)
 {
-	if (atomic_load_explicit(&b->tokens, memory_order_relaxed) > 0)
+	while (c->count > 0) {
+		struct batch *b = &c->ring[c->head];
+		CUresult q = query(b->end);
+		if (q == CUDA_ERROR_NOT_READY) {
+			if (keep < 0 || c->count <= keep)
+				return;
+			int was = c->draining;
+			c->draining = 1;
+			if (c->holding)
+				mosaic_lease_extend(&c->lease, now_ns(), DRAIN_HOLD_NS);
+			pthread_mutex_unlock(&c->mu);
+			sleep_ns(20000);
+			pthread_mutex_lock(&c->mu);
+			c->draining = was;
+			continue;
+		}
+		if (q == CUDA_SUCCESS)
+			measure(c, b, now_ns());
+		else
+			put_event(c, b->start), put_event(c, b->end);
+		c->pred_ns -= c->pred_ns < b->pred ? c->pred_ns : b->pred;
+		c->head = (c->head + 1) % RING;
+		c->count--;
+	}
+}
+
+/* Records the end of the open slice on each of its streams. */
+static void close_slice(struct card *c)
+{
+	for (int i = 0; i < c->nopen; i++) {
+		CUevent end = get_event(c);
+		if (end == NULL || mosaic_real.cuEventRecord(end, c->open[i].stream) != CUDA_SUCCESS) {
+			put_event(c, end);
+			put_event(c, c->open[i].start);
+			continue;
+		}
+		if (c->count == RING)
+			collect(c, RING - 1);
+		uint64_t pred = (uint64_t)c->slice_n * c->per_launch_ns / (uint64_t)c->nopen;
+		c->ring[(c->head + c->count) % RING] = (struct batch){c->open[i].start, end, c->slice_n, pred};
+		c->count++;
+		c->pred_ns += pred;
+	}
+	c->nopen = 0;
+	c->slice_n = 0;
+}
+
+/* Waits for every launch in flight on the host and every batch on the GPU,
+ * charges them, and hands the lease back. Called with mu held. */
+static void drain_and_release(struct card *c)
+{
+	c->draining = 1;
+	while (c->inlaunch > 0) {
+		pthread_mutex_unlock(&c->mu);
+		sleep_ns(10000);
+		pthread_mutex_lock(&c->mu);
+	}
+	close_slice(c);
+	collect(c, 0);
+	if (c->holding)
+		mosaic_lease_release(&c->lease, now_ns());
+	c->holding = 0;
+	c->draining = 0;
+}
+
+static void join(struct card *c, const struct mosaic_dev *d)
+{
+	uint64_t key = mosaic_shm_tenant_key();
+	char path[512];
+	c->joined = -1;
+	if (key == 0)
 		return;
-	for (;;) {
-		refill(b, cores);
-		int64_t t = atomic_load(&b->tokens);
-		if (t > 0)
-			return;
-		drain(0);
-		/* Sleep about as long as the refill needs, in slices short enough
-		 * to follow the container's other processes. */
-		int64_t ns = (-t + 1) * 100 / cores;
-		if (ns < 20000)
-			ns = 20000;
-		if (ns > 5000000)
-			ns = 5000000;
-		struct timespec d = {0, ns};
-		nanosleep(&d, NULL);
+	/* The node's region for this card when the node agent mounted one;
+	 * else one in the container's own directory, shared by its processes. */
+	if (d->uuid[0] != '\0' && mosaic_card_region_path(d->uuid, path, sizeof path) == 0 &&
+	    mosaic_lease_join(&c->lease, path, key, d->cores, d->force, now_ns()) == 0) {
+		c->joined = 1;
+		return;
 	}
+	if (d->cores == 0) /* best effort alone in its container: nothing to share */
+		return;
+	if (mosaic_shm_region_path(d->card, path, sizeof path) == 0 &&
+	    mosaic_lease_join(&c->lease, path, key, d->cores, d->force, now_ns()) == 0)
+		c->joined = 1;
 }
 
-/* Before a launch on stream: returns 1 when this launch is rate limited
- * (then after_launch must follow). */
-static int before_launch(CUstream stream, int ptds)
+static uint64_t allowance(struct card *c, uint64_t now)
 {
-	/* The current context's limits, cached per thread: one driver call
-	 * (cuCtxGetCurrent) per launch instead of two. */
-	static TLS CUcontext cached_ctx;
-	static TLS const struct mosaic_dev *cached_dev;
-	CUcontext ctx = NULL;
-	if (CU_REAL(cuCtxGetCurrent) == NULL || mosaic_real.cuCtxGetCurrent(&ctx) != CUDA_SUCCESS || ctx == NULL)
-		return 0;
-	const struct mosaic_dev *d = cached_dev;
-	if (ctx != cached_ctx) {
-		CUdevice dev;
-		d = cached_dev = mosaic_current_dev(&dev);
-		cached_ctx = ctx;
+	uint64_t a = c->lease_end > now ? c->lease_end - now : 0;
+	if (c->lease.force) {
+		uint64_t budget = (uint64_t)MOSAIC_BURST_NS * (uint64_t)c->lease.share / 100;
+		a = a < budget ? a : budget;
 	}
-	if (d == NULL || d->cores == 0)
+	return a > SLICE_GPU_NS ? a : SLICE_GPU_NS;
+}
+
+/* Gets the card for a launch on stream. Returns 1 when the launch is
+ * measured (gate_exit must follow), 0 when it goes through as it is. */
+static int gate_enter(struct card *c, const struct mosaic_dev *d, CUcontext ctx, CUstream stream)
+{
+	pthread_mutex_lock(&c->mu);
+	if (c->joined == 0)
+		join(c, d);
+	if (c->joined != 1 || CU_REAL(cuEventRecord) == NULL || CU_REAL(cuEventQuery) == NULL) {
+		pthread_mutex_unlock(&c->mu);
 		return 0;
-	struct mosaic_bucket *b = mosaic_shm_bucket(d->card);
-	if (b == NULL || CU_REAL(cuEventRecord) == NULL || CU_REAL(cuEventQuery) == NULL)
-		return 0;
-	/* The events must go where the kernel goes: a null stream of a _ptsz
-	 * call is the thread's own stream. */
-	if (ptds && stream == NULL)
-		stream = CU_STREAM_PER_THREAD;
-	gate(b, d->cores);
-	if (ts.start != NULL && (ts.ctx != ctx || ts.stream != stream || ts.card != d->card))
-		close_batch();
-	if (ts.ctx != ctx) {
-		drain(1);
-		while (ts.npool > 0) /* events belong to their context */
-			mosaic_real.cuEventDestroy_v2(ts.pool[--ts.npool]);
-		ts.ctx = ctx;
-		ts.per_launch_ns = 0;
 	}
-	if (ts.start == NULL) {
-		ts.start = get_event();
-		if (ts.start == NULL || mosaic_real.cuEventRecord(ts.start, stream) != CUDA_SUCCESS) {
-			put_event(ts.start);
-			ts.start = NULL;
+	if (c->ctx != ctx) {
+		if (c->ctx != NULL)
+			drain_and_release(c);
+		while (c->npool > 0) /* events belong to their context */
+			mosaic_real.cuEventDestroy_v2(c->pool[--c->npool]);
+		if (c->ref != NULL)
+			mosaic_real.cuEventDestroy_v2(c->ref);
+		c->ref = NULL;
+		c->ctx = ctx;
+		c->per_launch_ns = 0;
+	}
+	for (;;) {
+		uint64_t now = now_ns();
+		if (c->draining || atomic_load(&capturing)) {
+			pthread_mutex_unlock(&c->mu);
+			if (atomic_load(&capturing))
+				return 0;
+			sleep_ns(20000);
+			pthread_mutex_lock(&c->mu);
+			continue;
+		}
+		if (c->holding && now < c->lease_end && (!c->lease.force || mosaic_lease_budget_wait(&c->lease, now) == 0)) {
+			/* Work in flight is bounded by what the lease (and a force
+			 * budget) has left, so a hand-over or a cap is not overrun
+			 * by a deep queue. */
+			if (c->count > 0 && c->pred_ns > allowance(c, now)) {
+				collect(c, c->count - 1);
+				continue;
+			}
+			break;
+		}
+		if (!c->holding && c->lease.share == 0 && !mosaic_lease_guarded(&c->lease, now)) {
+			pthread_mutex_unlock(&c->mu);
 			return 0;
 		}
-		ts.stream = stream;
-		ts.card = d->card;
-		ts.t0 = now_ns();
+		uint64_t end = 0, wait = mosaic_lease_budget_wait(&c->lease, now);
+		if (wait == 0 && mosaic_lease_try(&c->lease, now, &end)) {
+			c->holding = 1;
+			c->lease_end = end;
+			break;
+		}
+		if (c->holding) { /* out of budget, or someone goes first */
+			drain_and_release(c);
+			continue;
+		}
+		if (wait == 0)
+			wait = mosaic_lease_wait_ns(&c->lease, now);
+		else
+			mosaic_lease_stop_waiting(&c->lease);
+		pthread_mutex_unlock(&c->mu);
+		sleep_ns(wait > 5000000 ? 5000000 : wait);
+		pthread_mutex_lock(&c->mu);
 	}
+	int i = 0;
+	while (i < c->nopen && c->open[i].stream != stream)
+		i++;
+	if (i == c->nopen) {
+		if (c->nopen == MAX_OPEN)
+			close_slice(c), i = 0;
+		CUevent e = get_event(c);
+		if (e == NULL || mosaic_real.cuEventRecord(e, stream) != CUDA_SUCCESS) {
+			put_event(c, e);
+			pthread_mutex_unlock(&c->mu);
+			return 0;
+		}
+		if (c->nopen == 0)
+			c->slice_t0 = now_ns();
+		c->open[i].stream = stream, c->open[i].start = e;
+		c->nopen = i + 1;
+	}
+	c->inlaunch++;
+	pthread_mutex_unlock(&c->mu);
 	return 1;
 }
 
-static void after_launch(void)
+static void gate_exit(struct card *c)
 {
-	uint64_t max_n = ts.per_launch_ns ? BATCH_GPU_NS / ts.per_launch_ns : 16;
-	if (max_n < 1)
-		max_n = 1;
-	/* The clock is read every 8th launch only. */
-	if (++ts.n >= max_n || ((ts.n & 7) == 0 && now_ns() - ts.t0 >= BATCH_HOST_NS))
-		close_batch();
+	pthread_mutex_lock(&c->mu);
+	c->inlaunch--;
+	uint64_t max_n = c->per_launch_ns ? SLICE_GPU_NS / c->per_launch_ns : 16;
+	++c->slice_n;
+	if (!c->draining && c->nopen > 0 &&
+	    (c->slice_n >= (max_n ? max_n : 1) || ((c->slice_n & 7) == 0 && now_ns() - c->slice_t0 >= SLICE_HOST_NS))) {
+		close_slice(c);
+		collect(c, -1);
+	}
+	pthread_mutex_unlock(&c->mu);
+}
+
+/* The card of the calling thread's current context, when it is limited. */
+static struct card *current_card(CUcontext *ctx, const struct mosaic_dev **dev)
+{
+	static TLS CUcontext cached_ctx;
+	static TLS const struct mosaic_dev *cached_dev;
+	if (CU_REAL(cuCtxGetCurrent) == NULL || mosaic_real.cuCtxGetCurrent(ctx) != CUDA_SUCCESS || *ctx == NULL)
+		return NULL;
+	const struct mosaic_dev *d = cached_dev;
+	if (*ctx != cached_ctx) {
+		CUdevice dv;
+		d = cached_dev = mosaic_current_dev(&dv);
+		cached_ctx = *ctx;
+	}
+	if (d == NULL || !d->timed || d->card < 0 || d->card >= MOSAIC_MAX_CARDS)
+		return NULL;
+	pthread_once(&cards_once, init_cards);
+	*dev = d;
+	return &cards[d->card];
 }
 
 #define LAUNCH(name, stream, ptds, ...)                                                                      \
@@ -238,13 +412,22 @@ static void after_launch(void)
 		__typeof__(&name) real = CU_REAL(name);                                                      \
 		if (real == NULL)                                                                            \
 			return CUDA_ERROR_NOT_INITIALIZED;                                                   \
-		if (__builtin_expect(__atomic_load_n(&mosaic_rate_skip, __ATOMIC_RELAXED), 1))               \
+		if (__builtin_expect(__atomic_load_n(&mosaic_rate_skip, __ATOMIC_RELAXED), 1) ||             \
+		    atomic_load_explicit(&capturing, memory_order_relaxed))                                  \
 			return real(__VA_ARGS__);                                                            \
-		int limited = before_launch((stream), (ptds));                                               \
-		CUresult r = real(__VA_ARGS__);                                                              \
-		if (limited)                                                                                 \
-			after_launch();                                                                      \
-		return r;                                                                                    \
+		CUcontext ctx_;                                                                              \
+		const struct mosaic_dev *dev_ = NULL;                                                        \
+		struct card *c_ = current_card(&ctx_, &dev_);                                                \
+		CUstream s_ = (stream);                                                                      \
+		/* The events must go where the kernel goes: a null stream of a                              \
+		 * _ptsz call is the thread's own stream. */                                                 \
+		if ((ptds) && s_ == NULL)                                                                    \
+			s_ = CU_STREAM_PER_THREAD;                                                           \
+		int limited_ = c_ != NULL && gate_enter(c_, dev_, ctx_, s_);                                 \
+		CUresult r_ = real(__VA_ARGS__);                                                             \
+		if (limited_)                                                                                \
+			gate_exit(c_);                                                                       \
+		return r_;                                                                                   \
 	} while (0)
 
 EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx,
@@ -288,3 +471,84 @@ EXPORT CUresult cuLaunchCooperativeKernel_ptsz(CUfunction f, unsigned int gx, un
 EXPORT CUresult cuGraphLaunch(CUgraphExec g, CUstream s) { LAUNCH(cuGraphLaunch, s, 0, g, s); }
 
 EXPORT CUresult cuGraphLaunch_ptsz(CUgraphExec g, CUstream s) { LAUNCH(cuGraphLaunch_ptsz, s, 1, g, s); }
+
+/* Before the host waits for the GPU, the open slice ends: the wait and
+ * whatever the host does after it are not the container's GPU time. */
+static void before_wait(void)
+{
+	if (__atomic_load_n(&mosaic_rate_skip, __ATOMIC_RELAXED) || atomic_load(&capturing))
+		return;
+	CUcontext ctx;
+	const struct mosaic_dev *d = NULL;
+	struct card *c = current_card(&ctx, &d);
+	if (c == NULL)
+		return;
+	pthread_mutex_lock(&c->mu);
+	if (c->joined == 1 && c->ctx == ctx && c->nopen > 0 && !c->draining)
+		close_slice(c);
+	pthread_mutex_unlock(&c->mu);
+}
+
+#define WAIT(name, ...)                                                                                      \
+	do {                                                                                                 \
+		__typeof__(&name) real = CU_REAL(name);                                                      \
+		if (real == NULL)                                                                            \
+			return CUDA_ERROR_NOT_INITIALIZED;                                                   \
+		before_wait();                                                                               \
+		return real(__VA_ARGS__);                                                                    \
+	} while (0)
+
+EXPORT CUresult cuCtxSynchronize(void) { WAIT(cuCtxSynchronize); }
+EXPORT CUresult cuStreamSynchronize(CUstream s) { WAIT(cuStreamSynchronize, s); }
+EXPORT CUresult cuStreamSynchronize_ptsz(CUstream s) { WAIT(cuStreamSynchronize_ptsz, s); }
+EXPORT CUresult cuEventSynchronize(CUevent e) { WAIT(cuEventSynchronize, e); }
+
+/* Capture bookkeeping: a count of captures in progress in this process.
+ * The open slice ends before a capture begins, so that no end event is
+ * recorded on the capturing stream later. */
+#define BEGIN_CAPTURE(name, ...)                                                                             \
+	do {                                                                                                 \
+		__typeof__(&name) real = CU_REAL(name);                                                      \
+		if (real == NULL)                                                                            \
+			return CUDA_ERROR_NOT_INITIALIZED;                                                   \
+		before_wait();                                                                               \
+		atomic_fetch_add(&capturing, 1);                                                             \
+		CUresult r = real(__VA_ARGS__);                                                              \
+		if (r != CUDA_SUCCESS)                                                                       \
+			atomic_fetch_sub(&capturing, 1);                                                     \
+		return r;                                                                                    \
+	} while (0)
+
+#define END_CAPTURE(name, ...)                                                                               \
+	do {                                                                                                 \
+		__typeof__(&name) real = CU_REAL(name);                                                      \
+		if (real == NULL)                                                                            \
+			return CUDA_ERROR_NOT_INITIALIZED;                                                   \
+		CUresult r = real(__VA_ARGS__);                                                              \
+		if (r != CUDA_ERROR_ILLEGAL_STATE && atomic_load(&capturing) > 0)                            \
+			atomic_fetch_sub(&capturing, 1);                                                     \
+		return r;                                                                                    \
+	} while (0)
+
+EXPORT CUresult cuStreamBeginCapture(CUstream s) { BEGIN_CAPTURE(cuStreamBeginCapture, s); }
+EXPORT CUresult cuStreamBeginCapture_v2(CUstream s, CUstreamCaptureMode m)
+{
+	BEGIN_CAPTURE(cuStreamBeginCapture_v2, s, m);
+}
+EXPORT CUresult cuStreamBeginCapture_ptsz(CUstream s) { BEGIN_CAPTURE(cuStreamBeginCapture_ptsz, s); }
+EXPORT CUresult cuStreamBeginCapture_v2_ptsz(CUstream s, CUstreamCaptureMode m)
+{
+	BEGIN_CAPTURE(cuStreamBeginCapture_v2_ptsz, s, m);
+}
+EXPORT CUresult cuStreamBeginCaptureToGraph(CUstream s, CUgraph g, const CUgraphNode *deps,
+					    const void *data, size_t n, CUstreamCaptureMode m)
+{
+	BEGIN_CAPTURE(cuStreamBeginCaptureToGraph, s, g, deps, data, n, m);
+}
+EXPORT CUresult cuStreamBeginCaptureToGraph_ptsz(CUstream s, CUgraph g, const CUgraphNode *deps,
+						 const void *data, size_t n, CUstreamCaptureMode m)
+{
+	BEGIN_CAPTURE(cuStreamBeginCaptureToGraph_ptsz, s, g, deps, data, n, m);
+}
+EXPORT CUresult cuStreamEndCapture(CUstream s, CUgraph *g) { END_CAPTURE(cuStreamEndCapture, s, g); }
+EXPORT CUresult cuStreamEndCapture_ptsz(CUstream s, CUgraph *g) { END_CAPTURE(cuStreamEndCapture_ptsz, s, g); }

@@ -57,12 +57,16 @@ static uint64_t start_time(pid_t pid)
 	return p == NULL ? 0 : strtoull(p + 1, NULL, 10);
 }
 
-static void *map_file(void)
+static const char *shared_dir(void)
 {
 	const char *dir = getenv("MOSAIC_SHARED_DIR");
+	return dir != NULL && dir[0] != '\0' ? dir : MOSAIC_DEFAULT_SHARED_DIR;
+}
+
+static void *map_file(void)
+{
 	char path[PATH_MAX];
-	snprintf(path, sizeof path, "%s/%s", dir != NULL && dir[0] != '\0' ? dir : MOSAIC_DEFAULT_SHARED_DIR,
-		 MOSAIC_SHM_FILE);
+	snprintf(path, sizeof path, "%s/%s", shared_dir(), MOSAIC_SHM_FILE);
 	/* O_CREAT and ftruncate take exclusive inode locks, which hundreds of
 	 * processes starting at once would queue on: only the first needs them. */
 	int fd = open(path, O_RDWR | O_CLOEXEC);
@@ -76,8 +80,8 @@ static void *map_file(void)
 	void *p = MAP_FAILED;
 	/* Growing a file to the same size is idempotent, so concurrent first
 	 * processes need no lock: a zero-filled file is a valid empty state. */
-	struct stat st;
-	if (fstat(fd, &st) == 0 && (st.st_size >= (off_t)sizeof(struct mosaic_shm) ||
+	off_t size = lseek(fd, 0, SEEK_END);
+	if (size >= 0 && (size >= (off_t)sizeof(struct mosaic_shm) ||
 				    ftruncate(fd, sizeof(struct mosaic_shm)) == 0))
 		p = mmap(NULL, sizeof(struct mosaic_shm), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	close(fd);
@@ -96,17 +100,22 @@ static void *map_file(void)
 	return p;
 }
 
-static void reclaim_slot(struct mosaic_slot *s, int32_t pid)
+#define OWNER_PID(o) ((int32_t)(uint32_t)(o))
+#define OWNER_GEN(o) ((o) >> 32)
+#define RECLAIMING 0xffffffffULL
+
+static void reclaim_slot(struct mosaic_slot *s, uint64_t owner)
 {
-	/* -1 marks the slot as ours to clean, so one reclaimer does it. */
-	if (!atomic_compare_exchange_strong(&s->pid, &pid, -1))
+	/* The reclaiming mark makes the slot ours to clean, so one reclaimer
+	 * does it, and only if nobody claimed it since owner was read. */
+	if (!atomic_compare_exchange_strong(&s->owner, &owner, (OWNER_GEN(owner) << 32) | RECLAIMING))
 		return;
 	uint32_t i = (uint32_t)(s - shm->slots);
 	atomic_fetch_and(&shm->live[i / 64], ~(1ULL << (i % 64)));
 	for (int c = 0; c < MOSAIC_MAX_CARDS; c++)
 		atomic_store(&s->used[c], 0);
 	atomic_store(&s->start_time, 0);
-	atomic_store(&s->pid, 0);
+	atomic_store(&s->owner, OWNER_GEN(owner) << 32);
 }
 
 /* Runs the body with i set to each claimed slot's index. */
@@ -121,7 +130,8 @@ static void reclaim_dead(int thorough)
 {
 	FOR_EACH_LIVE(i, {
 		struct mosaic_slot *s = &shm->slots[i];
-		int32_t pid = atomic_load(&s->pid);
+		uint64_t owner = atomic_load(&s->owner);
+		int32_t pid = OWNER_PID(owner);
 		if (pid <= 0 || s == me)
 			continue;
 		int dead = kill(pid, 0) != 0 && errno == ESRCH;
@@ -133,7 +143,7 @@ static void reclaim_dead(int thorough)
 			dead = st != 0 && want != 0 && st != want;
 		}
 		if (dead)
-			reclaim_slot(s, pid);
+			reclaim_slot(s, owner);
 	});
 }
 
@@ -161,10 +171,11 @@ static int claim_slot(void)
 		for (uint32_t k = 0; k < MOSAIC_SHM_SLOTS; k++) {
 			uint32_t i = ((uint32_t)pid + k) % MOSAIC_SHM_SLOTS;
 			struct mosaic_slot *s = &shm->slots[i];
-			int32_t cur = atomic_load(&s->pid);
-			if (cur == pid) /* a dead process that had our pid */
-				reclaim_slot(s, cur), cur = atomic_load(&s->pid);
-			if (cur != 0 || !atomic_compare_exchange_strong(&s->pid, &cur, pid))
+			uint64_t cur = atomic_load(&s->owner);
+			if (OWNER_PID(cur) == pid) /* a dead process that had our pid */
+				reclaim_slot(s, cur), cur = atomic_load(&s->owner);
+			if (OWNER_PID(cur) != 0 ||
+			    !atomic_compare_exchange_strong(&s->owner, &cur, ((OWNER_GEN(cur) + 1) << 32) | (uint32_t)pid))
 				continue;
 			for (int c = 0; c < MOSAIC_MAX_CARDS; c++)
 				atomic_store(&s->used[c], 0);
@@ -258,9 +269,24 @@ uint64_t mosaic_shm_used(int card)
 	return sum_used(card);
 }
 
-struct mosaic_bucket *mosaic_shm_bucket(int card)
+uint64_t mosaic_shm_tenant_key(void)
 {
 	if (me == NULL && mosaic_shm_attach() != 0)
-		return NULL;
-	return &shm->bucket[card];
+		return 0;
+	uint64_t k = atomic_load(&shm->tenant_key);
+	if (k != 0)
+		return k;
+	/* Any value unlikely to repeat on the node: the first process's pid,
+	 * start time and clock. */
+	uint64_t v = (uint64_t)getpid() * 0x9e3779b97f4a7c15ULL ^ now_ns() ^ (start_time(getpid()) << 20);
+	if (v == 0)
+		v = 1;
+	uint64_t zero = 0;
+	return atomic_compare_exchange_strong(&shm->tenant_key, &zero, v) ? v : zero;
+}
+
+int mosaic_shm_region_path(int card, char *out, size_t n)
+{
+	int k = snprintf(out, n, "%s/lease-%d", shared_dir(), card);
+	return k > 0 && (size_t)k < n ? 0 : -1;
 }

@@ -4,6 +4,7 @@
 #define MOSAIC_SHARED_H
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "config.h"
@@ -16,29 +17,27 @@
 
 /* Written only by its owner, except that a reclaimer zeroes a dead owner's. */
 struct mosaic_slot {
-	_Atomic int32_t pid; /* 0 free, -1 being reclaimed */
-	uint32_t reserved;
+	/* generation << 32 | pid. The pid half (what readers see as an int32 at
+	 * offset 0) is 0 when free and -1 while being reclaimed; the generation
+	 * changes at every claim, so a reclaimer that raced a new process with
+	 * a reused pid fails its compare-and-swap instead of zeroing it. */
+	_Atomic uint64_t owner;
 	_Atomic uint64_t start_time; /* /proc/<pid>/stat starttime, to tell a reused pid */
 	_Atomic uint64_t used[MOSAIC_MAX_CARDS]; /* bytes this process holds per card */
-} __attribute__((aligned(64)));
-
-/* Token bucket of one card, shared by the container's processes. */
-struct mosaic_bucket {
-	_Atomic int64_t tokens;   /* ns of GPU time the container may still use */
-	_Atomic uint64_t last_ns; /* CLOCK_MONOTONIC of the last refill; 0 before the first */
-	_Atomic uint64_t busy_ns; /* GPU time measured so far (statistics) */
 } __attribute__((aligned(64)));
 
 struct mosaic_shm {
 	_Atomic uint64_t magic; /* 0 in a fresh (zero-filled) file: zero is a valid state */
 	uint32_t version;
 	uint32_t nslots;
-	uint64_t reserved;
+	_Atomic uint64_t tenant_key; /* the container's identity on its cards' regions; 0 until set */
 	_Atomic uint64_t reclaim_ns;  /* when dead slots were last looked for */
 	_Atomic uint64_t recheck_ns;  /* ... and when start times were last compared */
 	/* One bit per claimed slot: sums visit live processes only. */
 	_Atomic uint64_t live[MOSAIC_SHM_SLOTS / 64];
-	struct mosaic_bucket bucket[MOSAIC_MAX_CARDS];
+	/* Was the token buckets of version 1's compute limit; kept so the
+	 * slots stay where readers expect them. */
+	uint8_t unused[MOSAIC_MAX_CARDS * 64];
 	struct mosaic_slot slots[MOSAIC_SHM_SLOTS];
 };
 
@@ -52,6 +51,11 @@ int mosaic_shm_reserve(int card, uint64_t bytes, uint64_t limit);
 void mosaic_shm_release(int card, uint64_t bytes);
 /* The container's usage of card, dead processes' reclaimed first when due. */
 uint64_t mosaic_shm_used(int card);
-struct mosaic_bucket *mosaic_shm_bucket(int card);
+/* The container's identity in card regions, the same for all its processes;
+ * 0 when there is no accounting file. */
+uint64_t mosaic_shm_tenant_key(void);
+/* Path of a card region private to the container (when the node shares no
+ * region for the card): <shared dir>/lease-<card>. Returns 0, or -1. */
+int mosaic_shm_region_path(int card, char *out, size_t n);
 
 #endif

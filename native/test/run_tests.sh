@@ -4,6 +4,7 @@ set -u
 cd "$(dirname "$0")/.."
 B=$PWD/build
 GOLDEN=$PWD/../pkg/device/testdata
+STUB_UUID0=GPU-6c8b3c2e-1f3a-4d9e-9b1a-0a1b2c3d4e5f
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 MiB=$((1 << 20))
@@ -132,32 +133,137 @@ for p in "${spids[@]}"; do
 done
 if [ $hung = 0 ]; then pass "storm: allocating processes finish (no hang)"; else fail "storm: a process hung"; fi
 
-# Compute limit: the share of time the stub's kernels run, over 2 s of
-# launches. Limiting that is absent gives ~100 %, well outside the bounds.
+# Compute limit, on the stub's asynchronous GPU (kernels queue and run on a
+# timeline; processes sharing STUB_SHARED_FILE take turns like contexts). A
+# share is the union of the process's busy time over wall time. Upper bounds
+# are the limit's promise; lower bounds are loose, since a process starved
+# of CPU on a loaded machine cannot keep the GPU busy. Precision is measured
+# on a real card by test/gpu/compute.sh.
 share() { # name lo hi env...
 	local name=$1 lo=$2 hi=$3
 	shift 3
 	new_scope "share$RANDOM"
 	local s
-	s=$(run "$@" 2>/dev/null)
-	if within "$s" "$lo" "$hi"; then pass "$name: $s %"; else fail "$name: '$s' % not in [$lo, $hi]"; fi
+	s=$(run "$@" 2>"$T/err" | tail -n1)
+	if within "$s" "$lo" "$hi"; then pass "$name: $s %"; else fail "$name: '$s' % not in [$lo, $hi]"; cat "$T/err"; fi
 }
-share "cores 25" 20 30 CUDA_DEVICE_SM_LIMIT=25 STUB_KERNEL_US=2000 "$B/test_enforcer" share 2 plain
-share "cores 50" 45 55 CUDA_DEVICE_SM_LIMIT=50 STUB_KERNEL_US=1000 "$B/test_enforcer" share 2 plain
-share "cores 25, _ptsz launches" 20 30 CUDA_DEVICE_SM_LIMIT=25 STUB_KERNEL_US=500 "$B/test_enforcer" share 2 ptsz
-share "cores 50, graph launches" 45 55 CUDA_DEVICE_SM_LIMIT=50 STUB_KERNEL_US=700 "$B/test_enforcer" share 2 graph
-share "limits file card 0 cores=25" 20 30 MOSAIC_LIMITS_FILE="$GOLDEN/limits-valid.conf" STUB_KERNEL_US=1000 \
+F="GPU_CORE_UTILIZATION_POLICY=force"
+share "force 25, 1 ms kernels" 20 28 CUDA_DEVICE_SM_LIMIT=25 $F STUB_KERNEL_US=1000 "$B/test_enforcer" share 2 plain
+share "force 50, 1 ms kernels" 44 53 CUDA_DEVICE_SM_LIMIT=50 $F STUB_KERNEL_US=1000 "$B/test_enforcer" share 2 plain
+share "force 25, 20 us kernels" 20 28 CUDA_DEVICE_SM_LIMIT=25 $F STUB_KERNEL_US=20 "$B/test_enforcer" share 2 plain
+share "force 25, 25 ms kernels" 18 31 CUDA_DEVICE_SM_LIMIT=25 $F STUB_KERNEL_US=25000 "$B/test_enforcer" share 4 plain
+share "force 25, _ptsz launches" 20 28 CUDA_DEVICE_SM_LIMIT=25 $F STUB_KERNEL_US=500 "$B/test_enforcer" share 2 ptsz
+share "force 50, graph launches" 44 53 CUDA_DEVICE_SM_LIMIT=50 $F STUB_KERNEL_US=700 "$B/test_enforcer" share 2 graph
+share "force 25, 4 threads on 4 streams: charged once" 20 28 CUDA_DEVICE_SM_LIMIT=25 $F STUB_KERNEL_US=500 \
+	"$B/test_enforcer" streams 2 4
+share "limits file cores=25, policy force from env" 20 28 MOSAIC_LIMITS_FILE="$GOLDEN/limits-valid.conf" $F \
+	STUB_KERNEL_US=1000 "$B/test_enforcer" share 2 plain
+share "default 25 alone lends itself the idle card" 90 101 CUDA_DEVICE_SM_LIMIT=25 STUB_KERNEL_US=1000 \
 	"$B/test_enforcer" share 2 plain
 share "no limit" 90 101 STUB_KERNEL_US=1000 "$B/test_enforcer" share 1 plain
 share "policy disable" 90 101 CUDA_DEVICE_SM_LIMIT=25 GPU_CORE_UTILIZATION_POLICY=disable STUB_KERNEL_US=1000 \
 	"$B/test_enforcer" share 1 plain
-# Two processes of one container share one bucket.
+
+# A loop that waits for its kernels and then works on the host (a training
+# step) keeps its share and a stable step time: neither the wait, the host
+# work nor a throttle sleep is charged as GPU time.
+new_scope steps
+if out=$(run CUDA_DEVICE_SM_LIMIT=50 $F "$B/test_enforcer" steps 4 8 500 1000 2>"$T/err") &&
+	read -r s ratio <<<"$out" && within "$s" 43 53 && within "$ratio" 0 1.5; then
+	pass "force 50, steps with waits and host gaps: $s %, p99/median step $ratio"
+else
+	fail "force 50, steps with waits and host gaps: '$out' (share, p99/median)"; cat "$T/err"
+fi
+
+# Graph capture in global mode while another thread launches: the capture
+# stays valid (the enforcer records and queries no event while it runs) and
+# replays are charged like kernels.
+share "force 30, capture then replay" 24 33 CUDA_DEVICE_SM_LIMIT=30 $F STUB_KERNEL_US=200 "$B/test_enforcer" capture 2
+
+# Two processes of one container share one limit.
 new_scope pair
-spawn "$T/pair.1" CUDA_DEVICE_SM_LIMIT=50 STUB_KERNEL_US=1000 "$B/test_enforcer" share 2 plain
-spawn "$T/pair.2" CUDA_DEVICE_SM_LIMIT=50 STUB_KERNEL_US=1000 "$B/test_enforcer" share 2 plain
+spawn "$T/pair.1" CUDA_DEVICE_SM_LIMIT=50 $F STUB_KERNEL_US=1000 STUB_SHARED_FILE="$T/pair.ctr" "$B/test_enforcer" share 2 plain
+spawn "$T/pair.2" CUDA_DEVICE_SM_LIMIT=50 $F STUB_KERNEL_US=1000 STUB_SHARED_FILE="$T/pair.ctr" "$B/test_enforcer" share 2 plain
 wait
 sum=$(cat "$T/pair.1" "$T/pair.2" | awk '/^[0-9.]+$/ { s += $1 } END { print s }')
-if within "$sum" 45 55; then pass "two processes, cores 50: $sum % together"; else fail "two processes, cores 50: $sum %"; fi
+if within "$sum" 42 53; then pass "two processes of one container, force 50: $sum % together"; else fail "two processes of one container, force 50: $sum %"; fi
+
+# Containers on one card: each has its own accounting directory; they meet in
+# the card's region, as the node agent mounts it.
+CARDS=$T/cards
+mkdir -p "$CARDS/$STUB_UUID0"
+container() { # output, env and command...: a process of a new container on the shared card
+	local out=$1
+	shift
+	mkdir -p "$T/c.$out"
+	env -i PATH="$PATH" LD_LIBRARY_PATH="$B/stub" LD_PRELOAD="$B/libmosaic-enforcer.so" \
+		MOSAIC_SHARED_DIR="$T/c.$out" MOSAIC_CARD_DIR="$CARDS" STUB_SHARED_FILE="$T/card.ctr" \
+		MOSAIC_ENFORCER_LOG=quiet "$@" >"$T/$out" 2>&1 &
+}
+together() { # name, then "cores policy lo hi" for each container
+	local name=$1 i=0 ok=1 got=""
+	shift
+	rm -rf "$CARDS/$STUB_UUID0"/* "$T/card.ctr"
+	for spec in "$@"; do
+		read -r cores policy _ _ <<<"$spec"
+		container "tog.$i" CUDA_DEVICE_SM_LIMIT="$cores" GPU_CORE_UTILIZATION_POLICY="$policy" STUB_KERNEL_US=1000 \
+			"$B/test_enforcer" share 3 plain
+		i=$((i + 1))
+	done
+	wait
+	i=0
+	for spec in "$@"; do
+		read -r cores _ lo hi <<<"$spec"
+		s=$(tail -n1 "$T/tog.$i")
+		got="$got $cores:$s"
+		within "$s" "$lo" "$hi" || ok=0
+		i=$((i + 1))
+	done
+	if [ $ok = 1 ]; then pass "$name:$got"; else fail "$name: got$got"; fi
+}
+together "two containers force 50/50" "50 force 42 53" "50 force 42 53"
+together "two containers force 30/70" "30 force 23 33" "70 force 60 73"
+together "three containers default 20/30/50, all busy" "20 default 14 25" "30 default 23 35" "50 default 42 56"
+together "best effort beside force 50 gets what is left" "0 default 30 60" "50 force 42 53"
+together "best effort beside default 50 gets little" "0 default 0 20" "50 default 75 101"
+
+# default lends idle time and takes it back: A (30) alone, then B (70)
+# arrives for 1.5 s, then A alone again.
+rm -rf "$CARDS/$STUB_UUID0"/* "$T/card.ctr"
+container lend.a CUDA_DEVICE_SM_LIMIT=30 STUB_KERNEL_US=1000 "$B/test_enforcer" windows 4.5 0.2 0.9 1.5 2.4 3.4 4.4
+sleep 1
+container lend.b CUDA_DEVICE_SM_LIMIT=70 STUB_KERNEL_US=1000 "$B/test_enforcer" windows 1.5 0.3 1.4
+wait
+read -r a1 a2 a3 <"$T/lend.a"
+b=$(cat "$T/lend.b")
+if within "$a1" 85 101 && within "$a2" 22 38 && within "$b" 60 78 && within "$a3" 85 101; then
+	pass "default lends and takes back: A alone $a1 %, beside B $a2 % (B $b %), alone again $a3 %"
+else
+	fail "default lends and takes back: A alone '$a1', beside B '$a2' (B '$b'), alone again '$a3'"
+fi
+
+# Idle, then busy: a force container is at its share at once after a pause,
+# with no stall and no burst of saved-up time.
+rm -rf "$CARDS/$STUB_UUID0"/* "$T/card.ctr"
+container idle.a CUDA_DEVICE_SM_LIMIT=30 $F STUB_KERNEL_US=1000 TEST_PAUSE="1 2" "$B/test_enforcer" windows 5 3.0 4.0
+wait
+s=$(cat "$T/idle.a")
+if within "$s" 24 36; then pass "force 30, busy after 2 s idle: $s % in the first second"; else fail "force 30 after idle: '$s' %"; fi
+
+# A container killed with -9 while it takes turns frees the card: its lease
+# expires and its waiting stops counting. B, beside it, then has the card.
+rm -rf "$CARDS/$STUB_UUID0"/* "$T/card.ctr"
+container dead.a CUDA_DEVICE_SM_LIMIT=50 STUB_KERNEL_US=1000 TEST_READY_FILE="$T/dead.a.ready" \
+	"$B/test_enforcer" windows 60 0 1
+apid=$!
+container dead.b CUDA_DEVICE_SM_LIMIT=50 STUB_KERNEL_US=1000 TEST_READY_FILE="$T/dead.b.ready" \
+	"$B/test_enforcer" windows 4 2.5 3.9
+for _ in $(seq 1200); do [ -e "$T/dead.a.ready" ] && [ -e "$T/dead.b.ready" ] && break; sleep 0.05; done
+sleep 1
+{ kill -9 $apid; wait $apid; } 2>/dev/null
+wait
+s=$(cat "$T/dead.b")
+if within "$s" 85 101; then pass "a killed neighbour frees the card: $s % afterwards"; else fail "a killed neighbour: '$s' % afterwards"; fi
 
 if [ $fails -ne 0 ]; then
 	echo "$fails test(s) failed"

@@ -1,7 +1,7 @@
 /* The stub driver's test-only interface (not part of CUDA). Environment:
  *   STUB_DEVICES      number of devices (default 2)
  *   STUB_PHYS_BYTES   physical memory of each device (default 16 GiB)
- *   STUB_KERNEL_US    how long each launch sleeps, as a kernel would run
+ *   STUB_KERNEL_US    how long a kernel runs (gridDimX > 1: that many us instead)
  *   STUB_SHARED_FILE  file holding the byte counters shared by processes
  *   STUB_UUID_SWAP    1: device 0 gets device 1's UUID and back
  */
@@ -22,7 +22,17 @@ const char *stub_last_call(void);
  * sharing STUB_SHARED_FILE. */
 uint64_t stub_used_bytes(int device);
 uint64_t stub_peak_bytes(int device);
-/* Nanoseconds launches have slept (this process). */
+/* Nanoseconds during which this process's work ran on a device (the union
+ * over its streams), in all or clipped to [t0, t1] of CLOCK_MONOTONIC. */
 uint64_t stub_busy_ns(int device);
+uint64_t stub_busy_between(int device, uint64_t t0, uint64_t t1);
+typedef uint64_t (*stub_between_fn)(int device, uint64_t t0, uint64_t t1);
+/* Calls that would have invalidated a graph capture (an event query or
+ * synchronisation from a thread not in relaxed mode while a global-mode
+ * capture runs, or a query of an event recorded in a capture), and events
+ * recorded on capturing streams. */
+uint64_t stub_capture_violations(void);
+uint64_t stub_captured_events(void);
+typedef uint64_t (*stub_count_fn)(void);
 
 #endif

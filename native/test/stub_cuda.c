@@ -1,7 +1,9 @@
 /* A stub libcuda.so.1 for tests without a GPU: host memory behind the
  * allocation calls, fake UUIDs, launches that sleep. */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -15,13 +17,18 @@
 #define EXPORT __attribute__((visibility("default")))
 #define MAXDEV 8
 
+#define STUB_PROCS 64
+struct stub_proc {
+	_Atomic int pid;
+	_Atomic uint64_t tail[MAXDEV]; /* when this process's last queued work ends */
+};
 struct counters {
 	_Atomic uint64_t used[MAXDEV];
 	_Atomic uint64_t peak[MAXDEV];
+	struct stub_proc procs[STUB_PROCS];
 };
 
 static struct counters local_counters, *ctr;
-static _Atomic uint64_t busy[MAXDEV];
 static int ndev = 2;
 static uint64_t phys = 16ULL << 30;
 static long kernel_us;
@@ -64,7 +71,6 @@ EXPORT CUresult cuInit(unsigned int flags)
 EXPORT const char *stub_last_call(void) { return last; }
 EXPORT uint64_t stub_used_bytes(int d) { return ctr ? atomic_load(&ctr->used[d]) : 0; }
 EXPORT uint64_t stub_peak_bytes(int d) { return ctr ? atomic_load(&ctr->peak[d]) : 0; }
-EXPORT uint64_t stub_busy_ns(int d) { return atomic_load(&busy[d]); }
 
 EXPORT CUresult cuDeviceGetCount(int *n)
 {
@@ -302,7 +308,11 @@ EXPORT CUresult cuDeviceTotalMem_v2(size_t *b, CUdevice d)
 	return CUDA_SUCCESS;
 }
 
-/* Launches: synchronous, each sleeps STUB_KERNEL_US as if the GPU ran it. */
+/* The GPU: asynchronous, as the real one. Work on one stream runs in order;
+ * streams of one process overlap freely; processes sharing STUB_SHARED_FILE
+ * take turns on a device (a kernel starts after every other process's
+ * queued work), as contexts time-slice. A launch blocks while its stream
+ * has more than 20 ms queued, as a full launch queue does. */
 static uint64_t now_ns(void)
 {
 	struct timespec t;
@@ -310,67 +320,278 @@ static uint64_t now_ns(void)
 	return (uint64_t)t.tv_sec * 1000000000ULL + (uint64_t)t.tv_nsec;
 }
 
-static CUresult run(const char *name)
+static void sleep_until(uint64_t t)
+{
+	for (uint64_t n = now_ns(); n < t; n = now_ns()) {
+		struct timespec d = {(time_t)((t - n) / 1000000000ULL), (long)((t - n) % 1000000000ULL)};
+		nanosleep(&d, NULL);
+	}
+}
+
+#define QUEUE_NS 20000000ULL
+#define NSTREAMS 256
+#define MAXIV (1 << 21)
+
+static pthread_mutex_t gpu_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct stream {
+	uintptr_t key; /* 0: free */
+	uint64_t tail; /* when its last work ends */
+	int dev;
+	int capturing; /* 1 + mode while capturing */
+	int invalidated;
+	uint64_t captured_ns;
+} streams[NSTREAMS];
+static struct interval {
+	uint64_t s, e;
+} *iv[MAXDEV];
+static size_t niv[MAXDEV];
+static int captures; /* streams capturing in global mode */
+static _Thread_local int capture_mode; /* this thread's CUstreamCaptureMode */
+static _Thread_local int tid_key;
+static _Atomic uint64_t violations, captured_events;
+
+static uintptr_t stream_key(CUstream s)
+{
+	if (s == CU_STREAM_PER_THREAD)
+		return 0x1000 + (uintptr_t)&tid_key; /* one per thread */
+	return s == NULL || s == CU_STREAM_LEGACY ? 1 : (uintptr_t)s;
+}
+
+static struct stream *stream_of(CUstream s)
+{
+	uintptr_t k = stream_key(s);
+	size_t h = (k * 0x9e3779b97f4a7c15ULL) >> 56;
+	for (size_t i = 0; i < NSTREAMS; i++) {
+		struct stream *st = &streams[(h + i) % NSTREAMS];
+		if (st->key == k)
+			return st;
+		if (st->key == 0) {
+			st->key = k;
+			st->dev = cur_dev;
+			return st;
+		}
+	}
+	return &streams[0];
+}
+
+static uint64_t others_tail(int dev)
+{
+	uint64_t t = 0;
+	if (ctr == &local_counters)
+		return 0;
+	for (int i = 0; i < STUB_PROCS; i++)
+		if (ctr->procs[i].pid != 0 && ctr->procs[i].pid != getpid() && ctr->procs[i].tail[dev] > t)
+			t = ctr->procs[i].tail[dev];
+	return t;
+}
+
+static struct stub_proc *my_proc(void)
+{
+	if (ctr == &local_counters)
+		return &ctr->procs[0];
+	for (int i = 0; i < STUB_PROCS; i++)
+		if (ctr->procs[i].pid == getpid())
+			return &ctr->procs[i];
+	for (int i = 0; i < STUB_PROCS; i++) {
+		int zero = 0;
+		if (atomic_compare_exchange_strong(&ctr->procs[i].pid, &zero, getpid()))
+			return &ctr->procs[i];
+	}
+	return &ctr->procs[0];
+}
+
+/* A capture in global mode makes "unsafe" calls from threads not in relaxed
+ * mode fail and invalidate it, as the driver does. Returns 1 if it did. */
+static int unsafe_call(void)
+{
+	if (captures == 0 || capture_mode == CU_STREAM_CAPTURE_MODE_RELAXED)
+		return 0;
+	for (size_t i = 0; i < NSTREAMS; i++)
+		if (streams[i].capturing == 1 + CU_STREAM_CAPTURE_MODE_GLOBAL)
+			streams[i].invalidated = 1;
+	violations++;
+	return 1;
+}
+
+static CUresult run(const char *name, CUstream s, uint64_t dur_ns)
 {
 	last = name;
-	if (kernel_us > 0) {
-		uint64_t t0 = now_ns();
-		struct timespec d = {kernel_us / 1000000, (kernel_us % 1000000) * 1000};
-		nanosleep(&d, NULL);
-		atomic_fetch_add(&busy[cur_dev], now_ns() - t0);
+	if (dur_ns == 0)
+		return CUDA_SUCCESS;
+	pthread_mutex_lock(&gpu_mu);
+	struct stream *st = stream_of(s);
+	if (st->capturing) {
+		st->captured_ns += dur_ns;
+		pthread_mutex_unlock(&gpu_mu);
+		return CUDA_SUCCESS;
 	}
+	while (st->tail > now_ns() + QUEUE_NS) {
+		uint64_t t = st->tail - QUEUE_NS;
+		pthread_mutex_unlock(&gpu_mu);
+		sleep_until(t);
+		pthread_mutex_lock(&gpu_mu);
+	}
+	uint64_t start = now_ns(), o = others_tail(st->dev);
+	if (st->tail > start)
+		start = st->tail;
+	if (o > start)
+		start = o;
+	uint64_t end = start + dur_ns;
+	st->tail = end;
+	struct stub_proc *p = my_proc();
+	if (p->tail[st->dev] < end)
+		p->tail[st->dev] = end;
+	int d = st->dev;
+	if (iv[d] == NULL)
+		iv[d] = malloc(sizeof(struct interval) * MAXIV);
+	if (iv[d] != NULL && niv[d] < MAXIV)
+		iv[d][niv[d]++] = (struct interval){start, end};
+	pthread_mutex_unlock(&gpu_mu);
 	return CUDA_SUCCESS;
 }
+
+static int cmp_iv(const void *a, const void *b)
+{
+	const struct interval *x = a, *y = b;
+	return x->s < y->s ? -1 : x->s > y->s;
+}
+
+EXPORT uint64_t stub_busy_between(int d, uint64_t t0, uint64_t t1)
+{
+	pthread_mutex_lock(&gpu_mu);
+	uint64_t total = 0, cur_s = 0, cur_e = 0;
+	if (iv[d] != NULL) {
+		qsort(iv[d], niv[d], sizeof *iv[d], cmp_iv);
+		for (size_t i = 0; i <= niv[d]; i++) {
+			if (i < niv[d] && iv[d][i].s <= cur_e) {
+				if (iv[d][i].e > cur_e)
+					cur_e = iv[d][i].e;
+				continue;
+			}
+			uint64_t s = cur_s < t0 ? t0 : cur_s, e = cur_e > t1 ? t1 : cur_e;
+			if (e > s)
+				total += e - s;
+			if (i < niv[d])
+				cur_s = iv[d][i].s, cur_e = iv[d][i].e;
+		}
+	}
+	pthread_mutex_unlock(&gpu_mu);
+	return total;
+}
+EXPORT uint64_t stub_busy_ns(int d) { return stub_busy_between(d, 0, UINT64_MAX); }
+EXPORT uint64_t stub_capture_violations(void) { return violations; }
+EXPORT uint64_t stub_captured_events(void) { return captured_events; }
+
+static uint64_t kernel_ns(unsigned gx) { return (gx > 1 ? gx : (uint64_t)kernel_us) * 1000ULL; }
 
 #define KARGS                                                                                                \
 	CUfunction f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned sm, \
 		CUstream s
-#define UNUSED_KARGS (void)f, (void)gx, (void)gy, (void)gz, (void)bx, (void)by, (void)bz, (void)sm, (void)s
+#define UNUSED_KARGS (void)f, (void)gy, (void)gz, (void)bx, (void)by, (void)bz, (void)sm
 
+/* gridDimX > 1 is the kernel's length in microseconds; else STUB_KERNEL_US. */
 EXPORT CUresult cuLaunchKernel(KARGS, void **p, void **e)
 {
 	UNUSED_KARGS, (void)p, (void)e;
-	return run("cuLaunchKernel");
+	return run("cuLaunchKernel", s, kernel_ns(gx));
 }
 EXPORT CUresult cuLaunchKernel_ptsz(KARGS, void **p, void **e)
 {
 	UNUSED_KARGS, (void)p, (void)e;
-	return run("cuLaunchKernel_ptsz");
+	return run("cuLaunchKernel_ptsz", s == NULL ? CU_STREAM_PER_THREAD : s, kernel_ns(gx));
 }
 EXPORT CUresult cuLaunchCooperativeKernel(KARGS, void **p)
 {
 	UNUSED_KARGS, (void)p;
-	return run("cuLaunchCooperativeKernel");
+	return run("cuLaunchCooperativeKernel", s, kernel_ns(gx));
 }
 EXPORT CUresult cuLaunchCooperativeKernel_ptsz(KARGS, void **p)
 {
 	UNUSED_KARGS, (void)p;
-	return run("cuLaunchCooperativeKernel_ptsz");
+	return run("cuLaunchCooperativeKernel_ptsz", s == NULL ? CU_STREAM_PER_THREAD : s, kernel_ns(gx));
 }
 EXPORT CUresult cuLaunchKernelEx(const CUlaunchConfig *c, CUfunction f, void **p, void **e)
 {
-	(void)c, (void)f, (void)p, (void)e;
-	return run("cuLaunchKernelEx");
+	(void)f, (void)p, (void)e;
+	return run("cuLaunchKernelEx", c ? c->hStream : NULL, kernel_ns(c ? c->gridDimX : 1));
 }
 EXPORT CUresult cuLaunchKernelEx_ptsz(const CUlaunchConfig *c, CUfunction f, void **p, void **e)
 {
-	(void)c, (void)f, (void)p, (void)e;
-	return run("cuLaunchKernelEx_ptsz");
-}
-EXPORT CUresult cuGraphLaunch(CUgraphExec g, CUstream s)
-{
-	(void)g, (void)s;
-	return run("cuGraphLaunch");
-}
-EXPORT CUresult cuGraphLaunch_ptsz(CUgraphExec g, CUstream s)
-{
-	(void)g, (void)s;
-	return run("cuGraphLaunch_ptsz");
+	(void)f, (void)p, (void)e;
+	return run("cuLaunchKernelEx_ptsz", c && c->hStream ? c->hStream : CU_STREAM_PER_THREAD,
+		   kernel_ns(c ? c->gridDimX : 1));
 }
 
-/* Events: the stub GPU is synchronous, so an event completes when recorded. */
+/* A graph is what a capture recorded: its kernels' total time. NULL runs as
+ * one kernel of STUB_KERNEL_US. */
+struct CUgraph_st {
+	uint64_t ns;
+};
+static uint64_t graph_ns(CUgraphExec g) { return g ? ((struct CUgraph_st *)(void *)g)->ns : kernel_ns(1); }
+EXPORT CUresult cuGraphLaunch(CUgraphExec g, CUstream s) { return run("cuGraphLaunch", s, graph_ns(g)); }
+EXPORT CUresult cuGraphLaunch_ptsz(CUgraphExec g, CUstream s)
+{
+	return run("cuGraphLaunch_ptsz", s == NULL ? CU_STREAM_PER_THREAD : s, graph_ns(g));
+}
+
+static CUresult begin_capture(CUstream s, CUstreamCaptureMode mode)
+{
+	pthread_mutex_lock(&gpu_mu);
+	struct stream *st = stream_of(s);
+	CUresult r = CUDA_ERROR_ILLEGAL_STATE;
+	if (!st->capturing && stream_key(s) != 1) {
+		st->capturing = 1 + (int)mode, st->invalidated = 0, st->captured_ns = 0;
+		if (mode == CU_STREAM_CAPTURE_MODE_GLOBAL)
+			captures++;
+		r = CUDA_SUCCESS;
+	}
+	pthread_mutex_unlock(&gpu_mu);
+	return r;
+}
+EXPORT CUresult cuStreamBeginCapture_v2(CUstream s, CUstreamCaptureMode m) { return begin_capture(s, m); }
+EXPORT CUresult cuStreamEndCapture(CUstream s, CUgraph *g)
+{
+	pthread_mutex_lock(&gpu_mu);
+	struct stream *st = stream_of(s);
+	CUresult r = CUDA_ERROR_ILLEGAL_STATE;
+	*g = NULL;
+	if (st->capturing) {
+		if (st->capturing == 1 + CU_STREAM_CAPTURE_MODE_GLOBAL)
+			captures--;
+		st->capturing = 0;
+		if (st->invalidated) {
+			r = CUDA_ERROR_STREAM_CAPTURE_INVALIDATED;
+		} else {
+			*g = calloc(1, sizeof **g);
+			(*g)->ns = st->captured_ns;
+			r = CUDA_SUCCESS;
+		}
+	}
+	pthread_mutex_unlock(&gpu_mu);
+	return r;
+}
+EXPORT CUresult cuStreamIsCapturing(CUstream s, CUstreamCaptureStatus *status)
+{
+	pthread_mutex_lock(&gpu_mu);
+	struct stream *st = stream_of(s);
+	*status = !st->capturing ? CU_STREAM_CAPTURE_STATUS_NONE
+		  : st->invalidated ? CU_STREAM_CAPTURE_STATUS_INVALIDATED
+				    : CU_STREAM_CAPTURE_STATUS_ACTIVE;
+	pthread_mutex_unlock(&gpu_mu);
+	return CUDA_SUCCESS;
+}
+EXPORT CUresult cuThreadExchangeStreamCaptureMode(CUstreamCaptureMode *mode)
+{
+	int old = capture_mode;
+	capture_mode = (int)*mode;
+	*mode = (CUstreamCaptureMode)old;
+	return CUDA_SUCCESS;
+}
+
+/* Events complete when the stream reaches them. */
 struct CUevent_st {
 	uint64_t t;
+	int captured;
 };
 EXPORT CUresult cuEventCreate(CUevent *e, unsigned int flags)
 {
@@ -380,18 +601,45 @@ EXPORT CUresult cuEventCreate(CUevent *e, unsigned int flags)
 }
 EXPORT CUresult cuEventRecord(CUevent e, CUstream s)
 {
-	(void)s;
-	e->t = now_ns();
+	pthread_mutex_lock(&gpu_mu);
+	struct stream *st = stream_of(s);
+	e->captured = st->capturing != 0;
+	if (e->captured)
+		captured_events++;
+	uint64_t now = now_ns();
+	e->t = st->tail > now ? st->tail : now;
+	pthread_mutex_unlock(&gpu_mu);
 	return CUDA_SUCCESS;
+}
+static CUresult event_check(CUevent e)
+{
+	pthread_mutex_lock(&gpu_mu);
+	int bad = unsafe_call() || e->captured;
+	if (e->captured)
+		violations++;
+	pthread_mutex_unlock(&gpu_mu);
+	return bad ? CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED : CUDA_SUCCESS;
 }
 EXPORT CUresult cuEventQuery(CUevent e)
 {
-	(void)e;
-	return CUDA_SUCCESS;
+	CUresult r = event_check(e);
+	if (r != CUDA_SUCCESS)
+		return r;
+	return now_ns() >= e->t ? CUDA_SUCCESS : CUDA_ERROR_NOT_READY;
+}
+EXPORT CUresult cuEventSynchronize(CUevent e)
+{
+	CUresult r = event_check(e);
+	if (r == CUDA_SUCCESS)
+		sleep_until(e->t);
+	return r;
 }
 EXPORT CUresult cuEventElapsedTime_v2(float *ms, CUevent a, CUevent b)
 {
-	*ms = (float)((double)(b->t - a->t) / 1e6);
+	uint64_t now = now_ns();
+	if (a->t > now || b->t > now)
+		return CUDA_ERROR_NOT_READY;
+	*ms = (float)(((double)b->t - (double)a->t) / 1e6);
 	return CUDA_SUCCESS;
 }
 EXPORT CUresult cuEventDestroy_v2(CUevent e)
@@ -399,6 +647,22 @@ EXPORT CUresult cuEventDestroy_v2(CUevent e)
 	free(e);
 	return CUDA_SUCCESS;
 }
+static CUresult sync_streams(uintptr_t only)
+{
+	pthread_mutex_lock(&gpu_mu);
+	int bad = unsafe_call();
+	uint64_t t = 0;
+	for (size_t i = 0; i < NSTREAMS; i++)
+		if (streams[i].key != 0 && (only == 0 || streams[i].key == only) && streams[i].tail > t)
+			t = streams[i].tail;
+	pthread_mutex_unlock(&gpu_mu);
+	if (bad)
+		return CUDA_ERROR_STREAM_CAPTURE_UNSUPPORTED;
+	sleep_until(t);
+	return CUDA_SUCCESS;
+}
+EXPORT CUresult cuStreamSynchronize(CUstream s) { return sync_streams(stream_key(s)); }
+EXPORT CUresult cuCtxSynchronize(void) { return sync_streams(0); }
 
 /* cuGetProcAddress: the driver's own table of ABI variants. */
 static const struct {
@@ -422,6 +686,11 @@ static const struct {
 	{"cuGraphLaunch", 10000, 0, (void *)cuGraphLaunch},
 	{"cuGraphLaunch", 10000, 1, (void *)cuGraphLaunch_ptsz},
 	{"cuCtxGetDevice", 2000, 0, (void *)cuCtxGetDevice},
+	{"cuStreamBeginCapture", 10010, 0, (void *)cuStreamBeginCapture_v2},
+	{"cuStreamEndCapture", 10000, 0, (void *)cuStreamEndCapture},
+	{"cuStreamSynchronize", 2000, 0, (void *)cuStreamSynchronize},
+	{"cuCtxSynchronize", 2000, 0, (void *)cuCtxSynchronize},
+	{"cuEventSynchronize", 2000, 0, (void *)cuEventSynchronize},
 };
 
 EXPORT CUresult cuGetProcAddress_v2(const char *sym, void **pfn, int version, cuuint64_t flags,

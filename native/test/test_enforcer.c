@@ -69,7 +69,7 @@ typedef nvmlReturn_t (*nvml_handle_fn)(unsigned int, nvmlDevice_t *);
 static ctx_create_fn p_cuCtxCreate_v2;
 static ctx_set_fn p_cuCtxSetCurrent;
 static stub_last_call_fn p_last;
-static stub_counter_fn p_used, p_peak, p_busy;
+static stub_counter_fn p_used, p_peak;
 static CUcontext ctx[2];
 
 #define LOAD(h, name) p_##name = (__typeof__(p_##name))sym(h, #name)
@@ -109,7 +109,6 @@ static void setup(void)
 	p_last = (stub_last_call_fn)sym(cuda, "stub_last_call");
 	p_used = (stub_counter_fn)sym(cuda, "stub_used_bytes");
 	p_peak = (stub_counter_fn)sym(cuda, "stub_peak_bytes");
-	p_busy = (stub_counter_fn)sym(cuda, "stub_busy_ns");
 	CHECK(p_cuInit(0) == CUDA_SUCCESS, "cuInit");
 	p_cuCtxCreate_v2(&ctx[1], 0, 1);
 	p_cuCtxCreate_v2(&ctx[0], 0, 0);
@@ -505,7 +504,34 @@ static void t_fill(void)
 
 static void t_peak(void) { printf("%llu %llu\n", (unsigned long long)p_peak(0), (unsigned long long)p_used(0)); }
 
-/* Launches for the given seconds; prints the share of time kernels ran. */
+/* Compute tests. Kernels run on the stub's asynchronous GPU; a share is this
+ * process's busy time (the union over its streams) over wall time. */
+static CUresult (*p_sync)(void);
+static CUresult (*p_stream_sync)(CUstream);
+static CUresult (*p_begin)(CUstream, CUstreamCaptureMode);
+static CUresult (*p_end)(CUstream, CUgraph *);
+static stub_between_fn p_between;
+
+static void setup_compute(void)
+{
+	p_sync = (CUresult(*)(void))sym(cuda, "cuCtxSynchronize");
+	p_stream_sync = (CUresult(*)(CUstream))sym(cuda, "cuStreamSynchronize");
+	p_begin = (CUresult(*)(CUstream, CUstreamCaptureMode))sym(cuda, "cuStreamBeginCapture_v2");
+	p_end = (CUresult(*)(CUstream, CUgraph *))sym(cuda, "cuStreamEndCapture");
+	p_between = (stub_between_fn)sym(cuda, "stub_busy_between");
+}
+
+static double share_of(uint64_t t0, uint64_t t1) { return 100.0 * (double)p_between(0, t0, t1) / (double)(t1 - t0); }
+
+static void launch_on(void *fn, int graph, CUstream s, unsigned us)
+{
+	if (graph)
+		((__typeof__(&cuGraphLaunch))fn)(NULL, s);
+	else
+		((__typeof__(&cuLaunchKernel))fn)(NULL, us, 1, 1, 1, 1, 1, 0, s, NULL, NULL);
+}
+
+/* Launches for the given seconds (plain, ptsz or graph); prints the share. */
 static void t_share(double seconds, const char *how)
 {
 	void *fn = NULL;
@@ -514,15 +540,168 @@ static void t_share(double seconds, const char *how)
 			      ptsz ? CU_GET_PROC_ADDRESS_PER_THREAD_DEFAULT_STREAM : 0, NULL);
 	uint64_t t0 = now_ns(), end = t0 + (uint64_t)(seconds * 1e9), n = 0;
 	while (now_ns() < end) {
-		if (graph)
-			((__typeof__(&cuGraphLaunch))fn)(NULL, NULL);
-		else
-			((__typeof__(&cuLaunchKernel))fn)(NULL, 1, 1, 1, 1, 1, 1, 0, NULL, NULL, NULL);
+		launch_on(fn, graph, NULL, 1);
 		n++;
 	}
-	double share = (double)p_busy(0) / (double)(now_ns() - t0);
-	printf("%.1f\n", share * 100);
-	fprintf(stderr, "share %.1f%% over %llu launches\n", share * 100, (unsigned long long)n);
+	p_sync();
+	uint64_t t1 = now_ns();
+	printf("%.1f\n", share_of(t0, t1));
+	fprintf(stderr, "share %.1f%% over %llu launches\n", share_of(t0, t1), (unsigned long long)n);
+}
+
+/* Several host threads, each launching on its own stream. */
+static double streams_seconds;
+static void *stream_thread(void *arg)
+{
+	p_cuCtxSetCurrent(ctx[0]);
+	CUstream s = (CUstream)(uintptr_t)(0x100 + (uintptr_t)arg);
+	uint64_t end = now_ns() + (uint64_t)(streams_seconds * 1e9);
+	while (now_ns() < end)
+		p_cuLaunchKernel(NULL, 1, 1, 1, 1, 1, 1, 0, s, NULL, NULL);
+	return NULL;
+}
+
+static void t_streams(double seconds, int threads)
+{
+	pthread_t t[16];
+	streams_seconds = seconds;
+	uint64_t t0 = now_ns();
+	for (int i = 0; i < threads && i < 16; i++)
+		pthread_create(&t[i], NULL, stream_thread, (void *)(uintptr_t)i);
+	for (int i = 0; i < threads && i < 16; i++)
+		pthread_join(t[i], NULL);
+	p_sync();
+	printf("%.1f\n", share_of(t0, now_ns()));
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* A training-like loop: each step launches k kernels of us microseconds,
+ * waits for them, then works on the host for gap microseconds. Prints the
+ * share of the steps' wall time and p99 / median of the step time after the
+ * first second (warm-up). */
+static void t_steps(double seconds, int k, unsigned us, unsigned gap)
+{
+	static uint64_t steps[1 << 16];
+	size_t n = 0;
+	uint64_t t0 = now_ns(), end = t0 + (uint64_t)(seconds * 1e9), warm = t0 + 1000000000ULL, tw = 0;
+	while (now_ns() < end && n < sizeof steps / sizeof steps[0]) {
+		uint64_t a = now_ns();
+		for (int i = 0; i < k; i++)
+			p_cuLaunchKernel(NULL, us, 1, 1, 1, 1, 1, 0, NULL, NULL, NULL);
+		p_stream_sync(NULL);
+		struct timespec d = {0, (long)gap * 1000};
+		nanosleep(&d, NULL);
+		if (a >= warm) {
+			if (tw == 0)
+				tw = a;
+			steps[n++] = now_ns() - a;
+		}
+	}
+	uint64_t t1 = now_ns();
+	CHECK(n > 10, "only %zu steps", n);
+	if (n <= 10)
+		return;
+	qsort(steps, n, sizeof steps[0], cmp_u64);
+	double med = (double)steps[n / 2], p99 = (double)steps[n * 99 / 100];
+	printf("%.1f %.2f\n", share_of(tw, t1), p99 / med);
+	fprintf(stderr, "%zu steps, median %.2f ms, p99 %.2f ms\n", n, med / 1e6, p99 / 1e6);
+}
+
+/* Captures a graph in global mode on one stream while another thread keeps
+ * launching on its own stream, then replays it for the given seconds.
+ * Fails if the capture was invalidated or the enforcer touched an event
+ * where a capture could see it; prints the share of the replays. */
+static _Atomic int capture_busy;
+static void *side_launcher(void *arg)
+{
+	(void)arg;
+	p_cuCtxSetCurrent(ctx[0]);
+	while (atomic_load(&capture_busy))
+		p_cuLaunchKernel(NULL, 1, 1, 1, 1, 1, 1, 0, (CUstream)0x200, NULL, NULL);
+	return NULL;
+}
+
+static void t_capture(double seconds)
+{
+	CUstream s = (CUstream)0x300;
+	uint64_t (*violations)(void) = (stub_count_fn)sym(cuda, "stub_capture_violations");
+	uint64_t (*captured)(void) = (stub_count_fn)sym(cuda, "stub_captured_events");
+	pthread_t side;
+	/* Warm up first, so the limit is engaged (leases, events) when the
+	 * capture begins. */
+	for (int i = 0; i < 200; i++)
+		p_cuLaunchKernel(NULL, 1, 1, 1, 1, 1, 1, 0, s, NULL, NULL);
+	atomic_store(&capture_busy, 1);
+	pthread_create(&side, NULL, side_launcher, NULL);
+	struct timespec d = {0, 20000000};
+	nanosleep(&d, NULL);
+	CUgraph g = NULL;
+	CHECK(p_begin(s, CU_STREAM_CAPTURE_MODE_GLOBAL) == CUDA_SUCCESS, "begin capture");
+	for (int i = 0; i < 20; i++)
+		p_cuLaunchKernel(NULL, 100, 1, 1, 1, 1, 1, 0, s, NULL, NULL);
+	nanosleep(&d, NULL); /* the side thread launches during the capture */
+	CUresult r = p_end(s, &g);
+	atomic_store(&capture_busy, 0);
+	pthread_join(side, NULL);
+	CHECK(r == CUDA_SUCCESS && g != NULL, "end capture: %d", r);
+	CHECK(violations() == 0, "%llu calls would have invalidated the capture", (unsigned long long)violations());
+	CHECK(captured() == 0, "%llu events recorded on the capturing stream", (unsigned long long)captured());
+	if (g == NULL)
+		return;
+	p_sync();
+	uint64_t t0 = now_ns(), end = t0 + (uint64_t)(seconds * 1e9);
+	while (now_ns() < end)
+		p_cuGraphLaunch((CUgraphExec)(void *)g, s);
+	p_sync();
+	printf("%.1f\n", share_of(t0, now_ns()));
+}
+
+/* Launches for the given seconds, then prints the share in each window
+ * [a, b] (seconds from the start) given as arguments. */
+static void t_windows(double seconds, int argc, char **argv)
+{
+	uint64_t t0 = now_ns(), end = t0 + (uint64_t)(seconds * 1e9);
+	const char *ready = getenv("TEST_READY_FILE");
+	int told = 0;
+	/* TEST_PAUSE=<at> <seconds>: idle once, as a job between phases. */
+	double pause_at = -1, pause_s = 0;
+	if (getenv("TEST_PAUSE") != NULL)
+		sscanf(getenv("TEST_PAUSE"), "%lf %lf", &pause_at, &pause_s);
+	while (now_ns() < end) {
+		if (pause_at >= 0 && now_ns() >= t0 + (uint64_t)(pause_at * 1e9)) {
+			p_sync();
+			struct timespec d = {(time_t)pause_s, (long)((pause_s - (double)(time_t)pause_s) * 1e9)};
+			nanosleep(&d, NULL);
+			pause_at = -1;
+		}
+		p_cuLaunchKernel(NULL, 1, 1, 1, 1, 1, 1, 0, NULL, NULL, NULL);
+		if (!told && ready != NULL) {
+			int fd = open(ready, O_WRONLY | O_CREAT, 0666);
+			if (fd >= 0)
+				close(fd);
+			told = 1;
+		}
+	}
+	p_sync();
+	for (int i = 0; i + 1 < argc; i += 2) {
+		uint64_t a = t0 + (uint64_t)(atof(argv[i]) * 1e9), b = t0 + (uint64_t)(atof(argv[i + 1]) * 1e9);
+		printf("%s%.1f", i ? " " : "", share_of(a, b));
+	}
+	printf("\n");
+}
+
+/* Waits for the card and reports how long the first launch took. */
+static void t_first(void)
+{
+	uint64_t t0 = now_ns();
+	p_cuLaunchKernel(NULL, 1, 1, 1, 1, 1, 1, 0, NULL, NULL, NULL);
+	p_sync();
+	printf("%.0f\n", (double)(now_ns() - t0) / 1e6);
 }
 
 int main(int argc, char **argv)
@@ -532,6 +711,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	setup();
+	setup_compute();
 	const char *cmd = argv[1];
 	if (strcmp(cmd, "paths") == 0)
 		t_paths();
@@ -555,6 +735,16 @@ int main(int argc, char **argv)
 		t_peak();
 	else if (strcmp(cmd, "share") == 0 && argc == 4)
 		t_share(atof(argv[2]), argv[3]);
+	else if (strcmp(cmd, "streams") == 0 && argc == 4)
+		t_streams(atof(argv[2]), atoi(argv[3]));
+	else if (strcmp(cmd, "steps") == 0 && argc == 6)
+		t_steps(atof(argv[2]), atoi(argv[3]), (unsigned)atoi(argv[4]), (unsigned)atoi(argv[5]));
+	else if (strcmp(cmd, "capture") == 0 && argc == 3)
+		t_capture(atof(argv[2]));
+	else if (strcmp(cmd, "windows") == 0 && argc >= 5)
+		t_windows(atof(argv[2]), argc - 3, argv + 3);
+	else if (strcmp(cmd, "first") == 0)
+		t_first();
 	else {
 		fprintf(stderr, "bad command\n");
 		return 2;
