@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"time"
@@ -36,7 +37,11 @@ type Options struct {
 	// resulting cluster after the run, until ctx ends; Print is called
 	// with the report first.
 	Serve string
-	Print func(*Report) error
+	// Listener, when set, is used instead of listening on Serve: a caller
+	// that needs the address before the run (a test) holds the port from
+	// the start, so nothing else can take it in between.
+	Listener net.Listener
+	Print    func(*Report) error
 }
 
 // Run executes the scenario on a fresh in-process cluster.
@@ -77,7 +82,7 @@ func Run(ctx context.Context, s *Scenario, opts Options) (*Report, error) {
 	}
 	r.waitPending(ctx, opts.Settle)
 	rep, err := buildReport(ctx, cs, r.created)
-	if err != nil || opts.Serve == "" {
+	if err != nil || (opts.Serve == "" && opts.Listener == nil) {
 		return rep, err
 	}
 	if opts.Print != nil {
@@ -85,11 +90,12 @@ func Run(ctx context.Context, s *Scenario, opts Options) (*Report, error) {
 			return nil, err
 		}
 	}
-	return rep, serve(ctx, cs, opts.Serve)
+	return rep, serve(ctx, cs, opts.Serve, opts.Listener)
 }
 
-// serve shows the simulated cluster in the dashboard until ctx ends.
-func serve(ctx context.Context, cs kubernetes.Interface, addr string) error {
+// serve shows the simulated cluster in the dashboard, on l or else on
+// addr, until ctx ends.
+func serve(ctx context.Context, cs kubernetes.Interface, addr string, l net.Listener) error {
 	list := func(f func() error) {
 		if err := f(); err != nil {
 			klog.FromContext(ctx).Error(err, "Listing for the dashboard")
@@ -118,12 +124,18 @@ func serve(ctx context.Context, cs kubernetes.Interface, addr string) error {
 		},
 		Defaults: device.NodeConfig{SplitCount: apiconfig.DefaultSplitCount, MemoryScaling: apiconfig.DefaultScaling, CoreScaling: apiconfig.DefaultScaling},
 	}
-	srv := &http.Server{Addr: addr, Handler: dashboard.Handler(src), ReadHeaderTimeout: 10 * time.Second}
+	if l == nil {
+		var err error
+		if l, err = net.Listen("tcp", addr); err != nil {
+			return err
+		}
+	}
+	srv := &http.Server{Handler: dashboard.Handler(src), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
 		_ = srv.Close()
 	}()
-	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+	if err := srv.Serve(l); !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
 	return nil

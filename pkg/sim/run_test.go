@@ -31,7 +31,9 @@ pods:
 	if err != nil {
 		t.Fatal(err)
 	}
-	rep, err := Run(context.Background(), s, Options{Settle: 5 * time.Second})
+	// StepTimeout is a hang guard (a loaded machine may take seconds to
+	// start the scheduler), not a speed target.
+	rep, err := Run(context.Background(), s, Options{Settle: 5 * time.Second, StepTimeout: time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,17 +104,20 @@ pods:
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The run serves on this listener: no other process can take the port
+	// between picking it and serving.
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer l.Close()
 	addr := l.Addr().String()
-	l.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	// A hang guard: the run ends as soon as the page has been read.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	var page string
 	printed := false
-	opts := Options{Settle: time.Second, Serve: addr, Print: func(*Report) error {
+	opts := Options{Settle: time.Second, StepTimeout: time.Minute, Listener: l, Print: func(*Report) error {
 		printed = true
 		go func() {
 			defer cancel()

@@ -29,14 +29,16 @@ import (
 // server, then the real scheduler places a pod on what it published and the
 // agent hands the container exactly those cards.
 func TestNodeAgentEndToEnd(t *testing.T) {
-	e := newEnv(t, nil)
+	// The scheduler starts once the agent has published the node's
+	// inventory, so that it never sees the node without one.
+	e := newStoppedEnv(t, nil)
 	const nodeName = "agent-e2e"
 	ag := startAgent(t, e, nodeName, true)
 	ctx, kubelet, rt := ag.ctx, ag.kubelet, ag.rt
 
 	// The inventory, with the ConfigMap's per-node split count.
 	var inv *device.Inventory
-	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
 		n, err := e.cs.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
 		if err != nil || n.Annotations[device.InventoryAnnotation] == "" {
 			return false, nil
@@ -50,17 +52,17 @@ func TestNodeAgentEndToEnd(t *testing.T) {
 	if len(inv.Devices) != 2 || inv.Config.SplitCount != 3 || !inv.NRI {
 		t.Fatalf("inventory = %+v", inv)
 	}
+	e.startScheduler()
 
-	// The kubelet sees 2 cards x 3 shares.
+	// The kubelet sees 2 cards x 3 shares. The agent starts the plugin's
+	// server and then sets its devices: a kubelet that connects in between
+	// is sent an empty list first, then the devices.
 	reg := kubelet.WaitRegistered(t)
 	stream, err := kubelet.Dial(t, reg.Endpoint).ListAndWatch(ctx, &pluginapi.Empty{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	list, err := stream.Recv()
-	if err != nil {
-		t.Fatal(err)
-	}
+	list := recvUntil(t, stream, func(l *pluginapi.ListAndWatchResponse) bool { return len(l.Devices) > 0 })
 	if reg.ResourceName != "nvidia.com/gpu" || len(list.Devices) != 6 {
 		t.Fatalf("registered %s with %d devices, want nvidia.com/gpu with 6", reg.ResourceName, len(list.Devices))
 	}
@@ -68,7 +70,7 @@ func TestNodeAgentEndToEnd(t *testing.T) {
 	// Schedule, then create the container through NRI.
 	p, alloc := e.mustBind(podSpec{name: "gpu", limits: map[string]string{"nvidia.com/gpu": "2", "nvidia.com/gpumem": "5000"}})
 	var adj *api.ContainerAdjustment
-	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
 		adj, err = rt.CreateContainer(ctx, sandbox(p), container(p, "c0"))
 		return err == nil && adj != nil && len(adj.GetEnv()) > 0, nil
 	})
@@ -85,23 +87,21 @@ func TestNodeAgentEndToEnd(t *testing.T) {
 	// An XID error on one card: the agent marks it unhealthy for the
 	// kubelet (streamed) and for the scheduler (inventory), which stops
 	// placing on it.
-	ag.health <- healthEvent{uuid: inv.Devices[0].UUID, healthy: false}
-	for {
-		next, err := stream.Recv()
-		if err != nil {
-			t.Fatal(err)
-		}
+	select {
+	case ag.health <- healthEvent{uuid: inv.Devices[0].UUID, healthy: false}:
+	case <-time.After(waitTimeout):
+		t.Fatal("the agent does not watch health events")
+	}
+	recvUntil(t, stream, func(l *pluginapi.ListAndWatchResponse) bool {
 		unhealthy := 0
-		for _, d := range next.Devices {
+		for _, d := range l.Devices {
 			if d.Health == pluginapi.Unhealthy {
 				unhealthy++
 			}
 		}
-		if unhealthy == 3 {
-			break
-		}
-	}
-	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+		return unhealthy == 3
+	})
+	err = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
 		n, err := e.cs.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
 		if err != nil {
 			return false, nil
@@ -112,10 +112,43 @@ func TestNodeAgentEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal("the unhealthy card was not published")
 	}
+	// Published is not yet seen: wait until the scheduler has the update.
+	e.syncNodes()
 	e.mustReject(podSpec{name: "two-more", limits: map[string]string{"nvidia.com/gpu": "2", "nvidia.com/gpumem": "5000"}}, "GPU unhealthy")
 	_, a := e.mustBind(podSpec{name: "one-more", limits: map[string]string{"nvidia.com/gpu": "1", "nvidia.com/gpumem": "5000"}})
 	if a.Containers[0].Devices[0].UUID == inv.Devices[0].UUID {
 		t.Error("a pod was placed on the unhealthy card")
+	}
+}
+
+// recvUntil reads device lists from a ListAndWatch stream until one
+// satisfies ok, and returns it. It fails the test after waitTimeout.
+func recvUntil(t *testing.T, stream pluginapi.DevicePlugin_ListAndWatchClient, ok func(*pluginapi.ListAndWatchResponse) bool) *pluginapi.ListAndWatchResponse {
+	t.Helper()
+	type result struct {
+		list *pluginapi.ListAndWatchResponse
+		err  error
+	}
+	deadline := time.After(waitTimeout)
+	for {
+		// Recv has no deadline of its own; a Recv left blocked here ends
+		// with the stream's context when the test is cleaned up.
+		ch := make(chan result, 1)
+		go func() {
+			l, err := stream.Recv()
+			ch <- result{l, err}
+		}()
+		select {
+		case r := <-ch:
+			if r.err != nil {
+				t.Fatal(r.err)
+			}
+			if ok(r.list) {
+				return r.list
+			}
+		case <-deadline:
+			t.Fatalf("no device list as wanted within %v", waitTimeout)
+		}
 	}
 }
 
@@ -213,15 +246,16 @@ func startAgent(t *testing.T, e *env, nodeName string, withNRI bool) *agentRun {
 
 // Without NRI the kubelet's Allocate hands out the cards. Five pods created
 // at once: the scheduler lets one at a time wait for its devices, and each,
-// when the kubelet admits it, gets exactly the cards written on it.
+// when the kubelet admits it, gets exactly the cards written on it. The
+// scheduler starts only once all five exist, so it does face them at once.
 func TestNodeAgentWithoutNRI(t *testing.T) {
-	e := newEnv(t, nil)
+	e := newStoppedEnv(t, nil)
 	const nodeName = "agent-nonri"
 	ag := startAgent(t, e, nodeName, false)
 	reg := ag.kubelet.WaitRegistered(t)
 	client := ag.kubelet.Dial(t, reg.Endpoint)
 	// Wait for the inventory: it says the node has no NRI.
-	err := wait.PollUntilContextTimeout(ag.ctx, 50*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(ag.ctx, 50*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
 		n, err := e.cs.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
 		if err != nil {
 			return false, nil
@@ -236,11 +270,12 @@ func TestNodeAgentWithoutNRI(t *testing.T) {
 	for i := range total {
 		e.create(e.pod(podSpec{name: fmt.Sprintf("p%d", i), limits: map[string]string{"nvidia.com/gpu": "1", "nvidia.com/gpumem": "1000"}}))
 	}
+	e.startScheduler()
 	handedOut := map[string]bool{}
 	for round := range total {
 		// Exactly one pod is bound and waiting for its devices.
 		var waiting *v1.Pod
-		err := wait.PollUntilContextTimeout(ag.ctx, 20*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+		err := wait.PollUntilContextTimeout(ag.ctx, 20*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
 			l, err := e.cs.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{})
 			if err != nil {
 				return false, nil
@@ -277,7 +312,7 @@ func TestNodeAgentWithoutNRI(t *testing.T) {
 		}
 		handedOut[waiting.Name] = true
 		// The agent labels the pod; the scheduler then places the next.
-		err = wait.PollUntilContextTimeout(ag.ctx, 20*time.Millisecond, 10*time.Second, true, func(ctx context.Context) (bool, error) {
+		err = wait.PollUntilContextTimeout(ag.ctx, 20*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
 			p, err := e.cs.CoreV1().Pods(e.ns).Get(ctx, waiting.Name, metav1.GetOptions{})
 			return err == nil && p.Labels[device.HandedOutLabel] == "true", nil
 		})

@@ -46,7 +46,9 @@ func TestChainArtifacts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newEnv(t, nil)
+	// The node exists before the scheduler starts, which then never
+	// schedules without it.
+	e := newStoppedEnv(t, nil)
 	const nodeName = "gpu-host"
 	gpus := resource.MustParse(fmt.Sprint(10 * len(inv.Devices)))
 	capacity := v1.ResourceList{v1.ResourceCPU: resource.MustParse("16"), v1.ResourceMemory: resource.MustParse("128Gi"), v1.ResourcePods: resource.MustParse("110"), "nvidia.com/gpu": gpus}
@@ -56,6 +58,7 @@ func TestChainArtifacts(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = e.cs.CoreV1().Nodes().Delete(context.Background(), nodeName, metav1.DeleteOptions{}) })
+	e.startScheduler()
 
 	p, a := e.mustBind(podSpec{name: "chain", limits: map[string]string{"nvidia.com/gpu": "1", "nvidia.com/gpumem": "4096", "nvidia.com/gpucores": "30"}})
 	share := a.Containers[0].Devices[0]

@@ -17,11 +17,20 @@ import (
 	"github.com/mosaic-gpu/mosaic/config"
 	"github.com/mosaic-gpu/mosaic/pkg/device"
 	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/discovery"
+	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/inventory"
 	"github.com/mosaic-gpu/mosaic/pkg/sim"
 	"github.com/mosaic-gpu/mosaic/pkg/usage"
 )
 
 const schedulerName = "mosaic-scheduler"
+
+// waitTimeout bounds every wait for the scheduler, the API server or the
+// node agent to reach a state. It is a hang guard, not a speed target: the
+// tests assert what happens, never how fast, and a loaded two-core machine
+// can stall the in-process API server for seconds. It stays well below the
+// scheduler's five-minute flush of unschedulable pods, so a pod bound
+// within it was requeued by an event.
+const waitTimeout = 60 * time.Second
 
 // envSeq numbers the envs of this test process; tests run one at a time.
 var envSeq int
@@ -99,8 +108,8 @@ func (e *env) startScheduler() {
 		scancel()
 		select {
 		case <-done:
-		case <-time.After(30 * time.Second):
-			e.t.Error("scheduler did not stop within 30s")
+		case <-time.After(waitTimeout):
+			e.t.Errorf("scheduler did not stop within %v", waitTimeout)
 		}
 	}
 }
@@ -124,7 +133,7 @@ func (e *env) cleanup(nodes []sim.NodeSpec) {
 	_ = e.cs.CoreV1().Namespaces().Delete(ctx, e.ns, metav1.DeleteOptions{})
 	// Namespaces are not removed without the namespace controller; their
 	// pods are gone, which is what the next test needs.
-	_ = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+	_ = wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
 		l, err := e.cs.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{})
 		return err == nil && len(l.Items) == 0, nil
 	})
@@ -173,7 +182,7 @@ func (e *env) run(s podSpec) *v1.Pod {
 func (e *env) settle(name string) *v1.Pod {
 	e.t.Helper()
 	var pod *v1.Pod
-	err := wait.PollUntilContextTimeout(e.ctx, 10*time.Millisecond, 30*time.Second, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(e.ctx, 10*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
 		select {
 		case err := <-e.done:
 			return false, fmt.Errorf("the scheduler exited: %v", err)
@@ -190,6 +199,67 @@ func (e *env) settle(name string) *v1.Pod {
 		e.t.Fatalf("pod %s neither bound nor rejected: %v", name, err)
 	}
 	return pod
+}
+
+// settleBound waits until the pod is bound, through any number of
+// rejections, and returns it; nil if it is not bound within waitTimeout.
+func (e *env) settleBound(name string) *v1.Pod {
+	e.t.Helper()
+	var pod *v1.Pod
+	_ = wait.PollUntilContextTimeout(e.ctx, 10*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
+		p, err := e.cs.CoreV1().Pods(e.ns).Get(ctx, name, metav1.GetOptions{})
+		if err == nil && p.Spec.NodeName != "" {
+			pod = p
+			return true, nil
+		}
+		return false, nil
+	})
+	return pod
+}
+
+// syncSeq numbers the marker nodes of syncNodes.
+var syncSeq int
+
+// syncNodes returns once the running scheduler, Mosaic's device cache
+// included, has handled every node change made so far. Seeing a change in
+// the API is not enough: the scheduler's pod and node informers are
+// separate streams, so a pod created right after a node update may be
+// scheduled on the old node. Each informer handler receives node events
+// one at a time in the order the API server wrote them, so once a probe
+// pod that only a new marker node (with an inventory, tainted against
+// every other pod) can take is bound, the scheduler's cache and Mosaic's
+// have handled the marker and everything before it.
+func (e *env) syncNodes() {
+	e.t.Helper()
+	syncSeq++
+	name := fmt.Sprintf("mosaic-sync-%d", syncSeq)
+	taint := v1.Taint{Key: "mosaic.io/test-sync", Effect: v1.TaintEffectNoSchedule}
+	capacity := v1.ResourceList{v1.ResourceCPU: resource.MustParse("8"), v1.ResourceMemory: resource.MustParse("32Gi"), v1.ResourcePods: resource.MustParse("110"), "nvidia.com/gpu": resource.MustParse("10")}
+	node := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Labels: map[string]string{v1.LabelHostname: name}},
+		Spec:   v1.NodeSpec{Taints: []v1.Taint{taint}},
+		Status: v1.NodeStatus{Capacity: capacity, Allocatable: capacity, Conditions: []v1.NodeCondition{{Type: v1.NodeReady, Status: v1.ConditionTrue}}}}
+	if _, err := e.cs.CoreV1().Nodes().Create(e.ctx, node, metav1.CreateOptions{}); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { _ = e.cs.CoreV1().Nodes().Delete(context.Background(), name, metav1.DeleteOptions{}) })
+	backend, err := discovery.NewFake(name, a100(name, 1).GPUs)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if err := (&inventory.Publisher{Client: e.cs, NodeName: name, Backend: backend, NRI: true}).Publish(e.ctx); err != nil {
+		e.t.Fatal(err)
+	}
+	probe := e.pod(podSpec{name: name, limits: map[string]string{"nvidia.com/gpu": "1", "nvidia.com/gpumem": "100"}})
+	probe.Spec.Affinity = nodeNameAffinity(name)
+	probe.Spec.Tolerations = []v1.Toleration{{Key: taint.Key, Operator: v1.TolerationOpExists, Effect: taint.Effect}}
+	e.create(probe)
+	if e.settleBound(name) == nil {
+		e.t.Fatalf("probe pod %s not bound to its marker node within %v", name, waitTimeout)
+	}
+	e.delete(name)
+	if err := e.cs.CoreV1().Nodes().Delete(e.ctx, name, metav1.DeleteOptions{}); err != nil {
+		e.t.Fatal(err)
+	}
 }
 
 func unschedulable(p *v1.Pod) string {

@@ -42,7 +42,7 @@ func TestNodeAgentHandsEachPodItsCards(t *testing.T) {
 	}
 	wg.Wait()
 	var list *v1.PodList
-	err := wait.PollUntilContextTimeout(e.ctx, 50*time.Millisecond, 60*time.Second, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(e.ctx, 50*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
 		l, err := e.cs.CoreV1().Pods(e.ns).List(ctx, metav1.ListOptions{})
 		if err != nil {
 			return false, nil
@@ -68,16 +68,27 @@ func TestNodeAgentHandsEachPodItsCards(t *testing.T) {
 		adj *api.ContainerAdjustment
 		err error
 	}
+	// The creations start together, released by one close, rather than in
+	// whatever order the goroutines happen to be started.
 	results := make(chan result, pods)
+	start := make(chan struct{})
 	for i := range list.Items {
 		p := &list.Items[i]
 		go func() {
+			<-start
 			adj, err := rt.CreateContainer(ctx, sandbox(p), container(p, "c0"))
 			results <- result{p, adj, err}
 		}()
 	}
+	close(start)
+	deadline := time.After(waitTimeout)
 	for range pods {
-		r := <-results
+		var r result
+		select {
+		case r = <-results:
+		case <-deadline:
+			t.Fatalf("containers not all created within %v", waitTimeout)
+		}
 		if r.err != nil {
 			t.Fatalf("%s: %v", r.pod.Name, r.err)
 		}

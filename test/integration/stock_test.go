@@ -24,8 +24,11 @@ func TestOrdinaryPodsScheduleAsStock(t *testing.T) {
 			big.CPU = ptr(resource.MustParse("64"))
 			tainted.Labels = map[string]string{"pool": "gpu"}
 			labelled.Labels = map[string]string{"disk": "ssd"}
-			e := newEnv(t, cfg, big, tainted, labelled)
+			// Tainted before the scheduler starts, which then never sees
+			// the node without its taint.
+			e := newStoppedEnv(t, cfg, big, tainted, labelled)
 			taint(t, e, "tainted")
+			e.startScheduler()
 			out := map[string]string{}
 			for _, p := range ordinaryPods(e.ns) {
 				p.Spec.SchedulerName = v1.DefaultSchedulerName

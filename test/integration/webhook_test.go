@@ -55,7 +55,7 @@ func TestAdmissionWebhook(t *testing.T) {
 	invalid := e.pod(podSpec{name: "invalid", limits: map[string]string{"nvidia.com/gpu": "1", "nvidia.com/gpucores": "300"}})
 	invalid.Spec.SchedulerName = ""
 	var createErr error
-	err := wait.PollUntilContextTimeout(e.ctx, 100*time.Millisecond, 20*time.Second, true, func(ctx context.Context) (bool, error) {
+	err := wait.PollUntilContextTimeout(e.ctx, 100*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
 		_, createErr = e.cs.CoreV1().Pods(e.ns).Create(ctx, invalid, metav1.CreateOptions{})
 		if createErr == nil {
 			_ = e.cs.CoreV1().Pods(e.ns).Delete(ctx, invalid.Name, metav1.DeleteOptions{})

@@ -95,7 +95,7 @@ func New(opts Options, logger klog.Logger) (*Agent, error) {
 		return pods
 	}
 	if opts.NRISocket == "" {
-		a.handout = &handout{node: opts.NodeName, client: opts.Client, pods: a.pods, cfg: &a.opts.NRI, logger: logger.WithName("handout"), wait: 10 * time.Second, done: map[types.UID]int{}}
+		a.handout = &handout{node: opts.NodeName, client: opts.Client, pods: a.pods, cfg: &a.opts.NRI, logger: logger.WithName("handout"), wait: 10 * time.Second, done: map[types.UID]int{}, labelled: map[types.UID]bool{}}
 	}
 	return a, nil
 }

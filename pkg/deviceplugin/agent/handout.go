@@ -37,6 +37,11 @@ type handout struct {
 
 	mu   sync.Mutex
 	done map[types.UID]int // containers handed out per pod
+	// labelled holds the pods this agent has marked handed out and whose
+	// label the informer may not show yet: the kubelet can admit the next
+	// pod before the informer delivers our own label update, and the pod
+	// it still shows waiting is then not the one being admitted.
+	labelled map[types.UID]bool
 }
 
 // Allocate implements kubelet.Server.Handout.
@@ -91,13 +96,7 @@ func (h *handout) Allocate(ctx context.Context, resource string, ids []string) (
 func (h *handout) awaitingPod(ctx context.Context) (*v1.Pod, error) {
 	deadline := time.Now().Add(h.wait)
 	for {
-		var waiting []*v1.Pod
-		for _, p := range h.pods() {
-			if p.Spec.NodeName == h.node && p.Labels[device.HandedOutLabel] != "true" && p.DeletionTimestamp == nil &&
-				p.Status.Phase != v1.PodSucceeded && p.Status.Phase != v1.PodFailed && p.Annotations[device.AllocationAnnotation] != "" {
-				waiting = append(waiting, p)
-			}
-		}
+		waiting := h.waiting()
 		switch {
 		case len(waiting) == 1:
 			return waiting[0], nil
@@ -120,6 +119,33 @@ func (h *handout) awaitingPod(ctx context.Context) (*v1.Pod, error) {
 	}
 }
 
+// waiting lists the device pods on this node that the informer shows
+// waiting for their devices, leaving out those this agent has labelled.
+func (h *handout) waiting() []*v1.Pod {
+	pods := h.pods()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	listed := map[types.UID]bool{}
+	var waiting []*v1.Pod
+	for _, p := range pods {
+		listed[p.UID] = true
+		if p.Labels[device.HandedOutLabel] == "true" {
+			delete(h.labelled, p.UID) // the informer caught up
+			continue
+		}
+		if p.Spec.NodeName == h.node && !h.labelled[p.UID] && p.DeletionTimestamp == nil &&
+			p.Status.Phase != v1.PodSucceeded && p.Status.Phase != v1.PodFailed && p.Annotations[device.AllocationAnnotation] != "" {
+			waiting = append(waiting, p)
+		}
+	}
+	for uid := range h.labelled {
+		if !listed[uid] {
+			delete(h.labelled, uid) // gone
+		}
+	}
+	return waiting
+}
+
 func (h *handout) markHandedOut(ctx context.Context, pod *v1.Pod) error {
 	patch, _ := json.Marshal(map[string]any{"metadata": map[string]any{"labels": map[string]string{device.HandedOutLabel: "true"}}})
 	if _, err := h.client.CoreV1().Pods(pod.Namespace).Patch(ctx, pod.Name, types.MergePatchType, patch, metav1.PatchOptions{}); err != nil {
@@ -127,6 +153,7 @@ func (h *handout) markHandedOut(ctx context.Context, pod *v1.Pod) error {
 	}
 	h.mu.Lock()
 	delete(h.done, pod.UID)
+	h.labelled[pod.UID] = true
 	h.mu.Unlock()
 	return nil
 }

@@ -294,7 +294,8 @@ func watchH200(t *testing.T, s *server.Server, events []nvml.EventData, final nv
 		}
 	}
 	s.Devices[7].(*server.Device).GetSupportedEventTypesFunc = func() (uint64, nvml.Return) { return 0, nvml.ERROR_NOT_SUPPORTED }
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	// A hang guard: the event set below cancels once its events are spent.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	next := 0
 	set := &mock.EventSet{

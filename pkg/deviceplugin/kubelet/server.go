@@ -81,12 +81,7 @@ func (s *Server) Run(ctx context.Context) error {
 		if err := s.serve(); err != nil {
 			return err
 		}
-		if err := s.register(ctx); err != nil {
-			s.logger.Error(err, "Registering with the kubelet; retrying")
-		} else {
-			s.logger.Info("Registered with the kubelet", "socket", s.socket)
-		}
-		if !s.waitSocketGone(ctx) {
+		if !s.registerUntilSocketGone(ctx) {
 			s.stop()
 			return nil
 		}
@@ -133,11 +128,24 @@ func (s *Server) register(ctx context.Context) error {
 	return err
 }
 
-// waitSocketGone polls for the removal of our socket; false when ctx ended.
-func (s *Server) waitSocketGone(ctx context.Context) bool {
-	t := time.NewTicker(time.Second)
+// registerUntilSocketGone registers with the kubelet, again every
+// registerRetry until that succeeds (a restarting kubelet wipes the
+// directory before it serves again, so the first attempt may find no
+// kubelet), then polls for the removal of our socket. It returns true once
+// the socket is gone, false when ctx ended.
+func (s *Server) registerUntilSocketGone(ctx context.Context) bool {
+	t := time.NewTicker(registerRetry)
 	defer t.Stop()
+	registered := false
 	for {
+		if !registered {
+			if err := s.register(ctx); err != nil {
+				s.logger.Error(err, "Registering with the kubelet; retrying", "in", registerRetry)
+			} else {
+				registered = true
+				s.logger.Info("Registered with the kubelet", "socket", s.socket)
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return false
@@ -148,6 +156,10 @@ func (s *Server) waitSocketGone(ctx context.Context) bool {
 		}
 	}
 }
+
+// registerRetry is how often the socket is checked and a failed
+// registration retried.
+const registerRetry = time.Second
 
 func (s *Server) options() *pluginapi.DevicePluginOptions {
 	return &pluginapi.DevicePluginOptions{GetPreferredAllocationAvailable: true}

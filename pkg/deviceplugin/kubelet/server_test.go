@@ -2,10 +2,14 @@ package kubelet
 
 import (
 	"context"
+	"errors"
+	"net"
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"google.golang.org/grpc"
 	"k8s.io/klog/v2/ktesting"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
@@ -117,9 +121,69 @@ func TestServerWithFakeKubelet(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-	case <-time.After(10 * time.Second):
+	case <-time.After(kubelettest.WaitTimeout):
 		t.Fatal("server did not stop")
 	}
+}
+
+// A plugin whose registration fails (no kubelet yet, or a restarting one
+// that has wiped the directory and does not serve yet) retries until the
+// kubelet takes it. The failure is forced: the first kubelet refuses, and
+// the real one starts only once the plugin has been refused.
+func TestServerRetriesRegistration(t *testing.T) {
+	dir, err := os.MkdirTemp("", "dp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	refused := make(chan struct{}, 1)
+	l, err := net.Listen("unix", filepath.Join(dir, "kubelet.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	refusing := grpc.NewServer()
+	pluginapi.RegisterRegistrationServer(refusing, refusingKubelet{refused: refused})
+	go func() { _ = refusing.Serve(l) }()
+
+	logger, ctx := ktesting.NewTestContext(t)
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s := NewServer("nvidia.com/gpu", dir, logger)
+	s.SetDevices(Shares(cards(), 1))
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	select {
+	case <-refused:
+	case <-time.After(kubelettest.WaitTimeout):
+		t.Fatal("the plugin never tried to register")
+	}
+	refusing.GracefulStop() // closing the listener removes kubelet.sock
+	kubelet := kubelettest.Start(t, dir)
+	if reg := kubelet.WaitRegistered(t); reg.ResourceName != "nvidia.com/gpu" {
+		t.Fatalf("registration = %+v", reg)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(kubelettest.WaitTimeout):
+		t.Fatal("server did not stop")
+	}
+}
+
+type refusingKubelet struct {
+	pluginapi.UnimplementedRegistrationServer
+	refused chan struct{}
+}
+
+func (k refusingKubelet) Register(context.Context, *pluginapi.RegisterRequest) (*pluginapi.Empty, error) {
+	select {
+	case k.refused <- struct{}{}:
+	default:
+	}
+	return nil, errors.New("not ready")
 }
 
 func TestPreferDistinctCards(t *testing.T) {

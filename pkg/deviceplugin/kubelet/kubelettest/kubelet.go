@@ -55,13 +55,18 @@ func (k *Kubelet) Restart(t *testing.T) {
 	*k = *Start(t, k.Dir)
 }
 
+// WaitTimeout bounds WaitRegistered. It only guards against a hang: a
+// plugin registers in milliseconds, but a loaded two-core machine can
+// stall any goroutine for seconds.
+const WaitTimeout = 60 * time.Second
+
 func (k *Kubelet) WaitRegistered(t *testing.T) *pluginapi.RegisterRequest {
 	t.Helper()
 	select {
 	case r := <-k.registered:
 		return r
-	case <-time.After(20 * time.Second):
-		t.Fatal("plugin did not register")
+	case <-time.After(WaitTimeout):
+		t.Fatalf("plugin did not register within %v", WaitTimeout)
 		return nil
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	nri "github.com/containerd/nri/pkg/adaptation"
 	"github.com/containerd/nri/pkg/api"
+	"k8s.io/apimachinery/pkg/util/wait"
 )
 
 // Runtime is a container runtime's NRI endpoint without a runtime.
@@ -53,16 +54,21 @@ func (rt *Runtime) CreateContainer(ctx context.Context, pod *api.PodSandbox, ctr
 	return rsp.GetAdjust(), nil
 }
 
+// WaitTimeout bounds WaitForPlugin. It only guards against a hang: a
+// plugin connects in milliseconds, but a loaded two-core machine can stall
+// any goroutine for seconds.
+const WaitTimeout = 60 * time.Second
+
 // WaitForPlugin creates a probe container until a plugin answers with an
 // adjustment, i.e. until the plugin has registered.
 func (rt *Runtime) WaitForPlugin(ctx context.Context, probe func() (*api.PodSandbox, *api.Container)) error {
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
+	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, WaitTimeout, true, func(ctx context.Context) (bool, error) {
 		pod, ctr := probe()
-		if adj, err := rt.CreateContainer(ctx, pod, ctr); err == nil && adj != nil && len(adj.GetEnv()) > 0 {
-			return nil
-		}
-		time.Sleep(50 * time.Millisecond)
+		adj, err := rt.CreateContainer(ctx, pod, ctr)
+		return err == nil && adj != nil && len(adj.GetEnv()) > 0, nil
+	})
+	if err != nil {
+		return fmt.Errorf("no NRI plugin answered within %v: %w", WaitTimeout, err)
 	}
-	return fmt.Errorf("no NRI plugin answered within 20s")
+	return nil
 }
