@@ -21,6 +21,8 @@ static int resolved;
 static pthread_mutex_t resolve_mu = PTHREAD_MUTEX_INITIALIZER;
 int mosaic_mem_active;
 int mosaic_rate_skip;
+int mosaic_rate_be_only;
+static int ndevs;
 
 static void load_config(void)
 {
@@ -106,7 +108,7 @@ struct mosaic_dev mosaic_limits_for(const char *uuid, int ordinal)
 static int resolve(void)
 {
 	pthread_mutex_lock(&resolve_mu);
-	int n = 0, rc = -1, rate_any = 0;
+	int n = 0, rc = -1, rate_any = 0, share_any = 0;
 	if (resolved) {
 		rc = 0;
 		goto out;
@@ -131,6 +133,10 @@ static int resolve(void)
 			__atomic_store_n(&mosaic_mem_active, 1, __ATOMIC_RELEASE);
 		if (devs[dev].timed)
 			rate_any = 1;
+		if (devs[dev].cores != 0)
+			share_any = 1;
+		if (dev + 1 > ndevs)
+			ndevs = dev + 1;
 		mosaic_log(MOSAIC_LOG_INFO, "device %d %s: card %d memory %llu cores %d", i, uuid, devs[dev].card,
 			   (unsigned long long)devs[dev].memory, devs[dev].cores);
 	}
@@ -138,6 +144,7 @@ static int resolve(void)
 	 * rather than on the first allocation. */
 	if (__atomic_load_n(&mosaic_mem_active, __ATOMIC_ACQUIRE) || rate_any)
 		mosaic_shm_attach();
+	__atomic_store_n(&mosaic_rate_be_only, rate_any && !share_any, __ATOMIC_RELEASE);
 	__atomic_store_n(&mosaic_rate_skip, !rate_any, __ATOMIC_RELEASE);
 	__atomic_store_n(&resolved, 1, __ATOMIC_RELEASE);
 	rc = 0;
@@ -160,6 +167,15 @@ const struct mosaic_dev *mosaic_dev_get(CUdevice dev)
 		return NULL;
 	return &devs[dev];
 }
+
+const struct mosaic_dev *mosaic_dev_timed(int i)
+{
+	if (!__atomic_load_n(&resolved, __ATOMIC_ACQUIRE) || i < 0 || i >= ndevs || i >= MAX_DEVS)
+		return NULL;
+	return devs[i].timed && devs[i].card >= 0 ? &devs[i] : NULL;
+}
+
+int mosaic_dev_count(void) { return __atomic_load_n(&resolved, __ATOMIC_ACQUIRE) ? ndevs : 0; }
 
 const struct mosaic_dev *mosaic_current_dev(CUdevice *dev)
 {

@@ -36,6 +36,12 @@ extern int mosaic_mem_active;
 /* 1 once the devices are known and none has a compute limit: launches then
  * go straight to the driver. */
 extern int mosaic_rate_skip;
+/* 1 when every device that takes turns does so as best effort (no share). */
+extern int mosaic_rate_be_only;
+/* Device i (CUdevice ordinal) when its launches take turns, else NULL;
+ * and how many devices there are (0 before they are known). */
+const struct mosaic_dev *mosaic_dev_timed(int i);
+int mosaic_dev_count(void);
 
 /* Path of the node's region for the card with this UUID
  * (<card dir>/<uuid>/lease). The card directory is fixed in a container the

@@ -161,6 +161,8 @@ static void refill(struct mosaic_tenant *t, uint64_t now)
 		atomic_fetch_sub(&t->tokens, tok - cap);
 }
 
+static int someone_before(const struct mosaic_lease *l, const struct mosaic_tenant *me, uint64_t now);
+
 static int waiting(const struct mosaic_lease_proc *p, uint64_t now)
 {
 	uint64_t w = atomic_load_explicit(&p->waiting_ns, memory_order_relaxed);
@@ -181,8 +183,9 @@ static int before(const struct mosaic_tenant *a, const struct mosaic_tenant *b)
 	return atomic_load(&a->vtime) < atomic_load(&b->vtime);
 }
 
-/* 1 when some other waiting process should go before tenant me. */
-static int someone_before(const struct mosaic_lease *l, const struct mosaic_tenant *me, uint64_t now)
+/* 1 when some other waiting process should go before tenant me (any
+ * eligible waiter at all, with anyone). */
+static int waiter(const struct mosaic_lease *l, const struct mosaic_tenant *me, uint64_t now, int anyone)
 {
 	struct mosaic_region *r = l->r;
 	uint32_t hi = atomic_load(&r->procs_hi);
@@ -196,16 +199,23 @@ static int someone_before(const struct mosaic_lease *l, const struct mosaic_tena
 		const struct mosaic_tenant *t = &r->tenants[ti];
 		if (t == me) /* another process of this container: take turns with it */
 			return 1;
-		if (eligible(t, now) && before(t, me))
+		if (eligible(t, now) && (anyone || before(t, me)))
 			return 1;
 	}
 	return 0;
+}
+
+static int someone_before(const struct mosaic_lease *l, const struct mosaic_tenant *me, uint64_t now)
+{
+	return waiter(l, me, now, 0);
 }
 
 int mosaic_lease_contended(const struct mosaic_lease *l, uint64_t now)
 {
 	return someone_before(l, tenant(l), now);
 }
+
+int mosaic_lease_wanted(const struct mosaic_lease *l, uint64_t now) { return waiter(l, tenant(l), now, 1); }
 
 /* A container that comes back after idling starts at the virtual time of
  * the busiest active one, not with a credit for the time it did not use. */
@@ -319,6 +329,8 @@ void mosaic_lease_charge(struct mosaic_lease *l, uint64_t ns, uint64_t now)
 	if (tok < floor)
 		atomic_fetch_add(&me->tokens, floor - tok);
 }
+
+int64_t mosaic_lease_tokens(const struct mosaic_lease *l, uint64_t now) { return tokens_at(tenant(l), now); }
 
 uint64_t mosaic_lease_budget_wait(struct mosaic_lease *l, uint64_t now)
 {

@@ -92,6 +92,9 @@ int mosaic_lease_try(struct mosaic_lease *l, uint64_t now, uint64_t *end_ns);
 /* 1 when another process waits for the card (a holder then hands over at
  * the end of its lease rather than renewing). */
 int mosaic_lease_contended(const struct mosaic_lease *l, uint64_t now);
+/* 1 when any other process waits for the card and could use it now: a
+ * holder that cannot use its lease (budget) hands it over then. */
+int mosaic_lease_wanted(const struct mosaic_lease *l, uint64_t now);
 /* Keeps the lease at least until now + ns while the holder drains. */
 void mosaic_lease_extend(struct mosaic_lease *l, uint64_t now, uint64_t ns);
 /* Hands the lease back (no-op unless held) and stops waiting. */
@@ -99,6 +102,8 @@ void mosaic_lease_release(struct mosaic_lease *l, uint64_t now);
 void mosaic_lease_stop_waiting(struct mosaic_lease *l);
 /* Charges GPU time measured after the fact. */
 void mosaic_lease_charge(struct mosaic_lease *l, uint64_t ns, uint64_t now);
+/* force: the container's budget now (ns; negative: debt). */
+int64_t mosaic_lease_tokens(const struct mosaic_lease *l, uint64_t now);
 /* force: ns until the container's budget is positive again (0: now). */
 uint64_t mosaic_lease_budget_wait(struct mosaic_lease *l, uint64_t now);
 /* Best effort only: 1 when a tenant with a share wanted time recently, so

@@ -9,6 +9,12 @@
  * closed slice is read when its events have completed, on one timeline per
  * context: overlapping streams are charged once (the union of their busy
  * intervals), the gaps between slices (host work, waits, throttling) never.
+ * Within a slice, a host-bound loop leaves the GPU idle between kernels:
+ * launches are timed alone now and then (each kernel and grid size, each
+ * graph, apart: a table of their durations), and a one-stream batch is
+ * charged no more than the durations of its launches, so those gaps are
+ * not charged either. The same durations pace a force container: a launch
+ * waits until the budget covers it, so step times stay even.
  *
  * Capture: while any stream of the process captures a graph, launches pass
  * straight through and no event is recorded or queried anywhere, since
@@ -36,10 +42,24 @@
 #define RING 64                   /* closed, unread batches */
 #define POOL 64
 
+#define UNKNOWN UINT64_MAX
+
+#define KINDS 512 /* launch kinds remembered per card */
+
 struct batch {
 	CUevent start, end;
 	uint32_t n;
 	uint64_t pred; /* predicted GPU time, ns */
+	uint64_t est;  /* its launches' measured durations, ns; UNKNOWN */
+	uint64_t kind; /* sample: the launch kind timed alone */
+	uint8_t sample, streams; /* one launch timed alone; streams in its slice */
+};
+
+/* How long one kind of launch (a kernel with a grid size, a graph) runs. */
+struct kind {
+	uint64_t key;
+	uint64_t ns;
+	uint64_t used; /* when last timed: the least recent is replaced */
 };
 
 struct card {
@@ -53,6 +73,10 @@ struct card {
 	struct {
 		CUstream stream;
 		CUevent start;
+		uint32_t n;
+		uint64_t est; /* UNKNOWN once a launch had no estimate */
+		uint64_t kind;
+		uint8_t sample;
 	} open[MAX_OPEN];
 	int nopen;
 	uint32_t slice_n;
@@ -65,8 +89,11 @@ struct card {
 	CUevent ref;
 	int64_t ref_off, watermark;
 	uint64_t ref_host;
-	uint64_t per_launch_ns;
+	uint64_t per_launch_ns; /* a batch's charge per launch, moving average */
+	struct kind kinds[KINDS];
+	uint64_t mean_ns, clock; /* mean of all timed launches; the table's clock */
 	uint64_t pred_ns; /* predicted GPU time of the closed, unread batches */
+	uint64_t last_collect, rng;
 	CUevent pool[POOL];
 	int npool;
 };
@@ -95,8 +122,10 @@ static void sleep_ns(uint64_t ns)
 static void reset_cards(void)
 {
 	memset(cards, 0, sizeof cards);
-	for (int i = 0; i < MOSAIC_MAX_CARDS; i++)
+	for (int i = 0; i < MOSAIC_MAX_CARDS; i++) {
 		pthread_mutex_init(&cards[i].mu, NULL);
+		cards[i].rng = 0x9e3779b97f4a7c15ULL * (uint64_t)(i + 1);
+	}
 }
 
 /* The child of a fork owns no events or leases of its parent's. */
@@ -150,6 +179,51 @@ static int elapsed_ns(CUevent a, CUevent b, int64_t *ns)
 	return 0;
 }
 
+/* The kinds table is 4-way set associative: the few dozen kinds of a
+ * training step must not evict each other. */
+#define WAYS 4
+
+static struct kind *kind_set(struct card *c, uint64_t key)
+{
+	return &c->kinds[((key ^ (key >> 29)) % (KINDS / WAYS)) * WAYS];
+}
+
+/* Measured duration of this kind of launch; else the mean of all timed
+ * launches; 0 when nothing was timed yet. */
+static uint64_t duration(struct card *c, uint64_t key)
+{
+	struct kind *k = kind_set(c, key);
+	for (int i = 0; i < WAYS; i++)
+		if (k[i].key == key)
+			return k[i].ns;
+	return c->mean_ns;
+}
+
+static int known(struct card *c, uint64_t key)
+{
+	struct kind *k = kind_set(c, key);
+	for (int i = 0; i < WAYS; i++)
+		if (k[i].key == key)
+			return 1;
+	return 0;
+}
+
+static void learn(struct card *c, uint64_t key, uint64_t ns)
+{
+	struct kind *k = kind_set(c, key), *victim = &k[0];
+	c->mean_ns = c->mean_ns ? (7 * c->mean_ns + ns) / 8 : ns;
+	for (int i = 0; i < WAYS; i++) {
+		if (k[i].key == key) {
+			k[i].ns = (3 * k[i].ns + ns) / 4;
+			k[i].used = ++c->clock;
+			return;
+		}
+		if (k[i].used < victim->used)
+			victim = &k[i];
+	}
+	*victim = (struct kind){key, ns, ++c->clock};
+}
+
 /* Charges the part of [start, end] not yet charged on the timeline. */
 static void measure(struct card *c, struct batch *b, uint64_t now)
 {
@@ -167,9 +241,13 @@ static void measure(struct card *c, struct batch *b, uint64_t now)
 	if (elapsed_ns(b->start ? b->start : c->ref, b->end, &e) != 0)
 		goto out;
 	e += s;
+	if (b->sample && b->n == 1 && e > s)
+		learn(c, b->kind, (uint64_t)(e - s));
 	int64_t from = s > c->watermark ? s : c->watermark;
 	if (e > from) {
 		uint64_t ns = (uint64_t)(e - from);
+		if (!b->sample && b->streams == 1 && b->est != UNKNOWN && b->est < ns)
+			ns = b->est;
 		if (c->joined == 1)
 			mosaic_lease_charge(&c->lease, ns, now);
 		uint64_t per = ns / (b->n ? b->n : 1);
@@ -229,8 +307,12 @@ static void close_slice(struct card *c)
 		}
 		if (c->count == RING)
 			collect(c, RING - 1);
-		uint64_t pred = (uint64_t)c->slice_n * c->per_launch_ns / (uint64_t)c->nopen;
-		c->ring[(c->head + c->count) % RING] = (struct batch){c->open[i].start, end, c->slice_n, pred};
+		uint32_t n = c->open[i].n;
+		/* Streams of one slice overlap: predict their union, roughly. */
+		uint64_t est = c->open[i].est;
+		uint64_t pred = (est != UNKNOWN ? est : (uint64_t)n * c->per_launch_ns) / (uint64_t)c->nopen;
+		c->ring[(c->head + c->count) % RING] = (struct batch){
+			c->open[i].start, end, n, pred, est, c->open[i].kind, c->open[i].sample, (uint8_t)c->nopen};
 		c->count++;
 		c->pred_ns += pred;
 	}
@@ -289,8 +371,13 @@ static uint64_t allowance(struct card *c, uint64_t now)
 
 /* Gets the card for a launch on stream. Returns 1 when the launch is
  * measured (gate_exit must follow), 0 when it goes through as it is. */
-static int gate_enter(struct card *c, const struct mosaic_dev *d, CUcontext ctx, CUstream stream)
+static int gate_enter(struct card *c, const struct mosaic_dev *d, CUcontext ctx, CUstream stream, uint64_t kind)
 {
+	/* Best effort on a card where no share wants time: straight through,
+	 * without the lock (a stale read costs one launch's turn at most). */
+	if (__atomic_load_n(&c->joined, __ATOMIC_ACQUIRE) == 1 && c->lease.share == 0 &&
+	    !__atomic_load_n(&c->holding, __ATOMIC_RELAXED) && !mosaic_lease_guarded(&c->lease, now_ns()))
+		return 0;
 	pthread_mutex_lock(&c->mu);
 	if (c->joined == 0)
 		join(c, d);
@@ -319,15 +406,43 @@ static int gate_enter(struct card *c, const struct mosaic_dev *d, CUcontext ctx,
 			pthread_mutex_lock(&c->mu);
 			continue;
 		}
-		if (c->holding && now < c->lease_end && (!c->lease.force || mosaic_lease_budget_wait(&c->lease, now) == 0)) {
+		if (c->holding && now < c->lease_end) {
+			/* Decide on fresh charges: read what has finished. */
+			if (c->count > 0 && (c->lease.force || now - c->last_collect >= 100000)) {
+				collect(c, -1);
+				c->last_collect = now;
+			}
 			/* Work in flight is bounded by what the lease (and a force
 			 * budget) has left, so a hand-over or a cap is not overrun
 			 * by a deep queue. */
-			if (c->count > 0 && c->pred_ns > allowance(c, now)) {
+			int64_t left = 1;
+			if (c->lease.force) {
+				/* The budget must cover this launch too (its kind's
+				 * duration, at most half the burst): even pacing. */
+				uint64_t next = duration(c, kind), half = (uint64_t)MOSAIC_BURST_NS * (uint64_t)c->lease.share / 200;
+				next = next ? next : c->per_launch_ns;
+				left = mosaic_lease_tokens(&c->lease, now) - (int64_t)c->pred_ns - (int64_t)(next < half ? next : half);
+			}
+			if (c->count > 0 && (left <= 0 || c->pred_ns > allowance(c, now))) {
 				collect(c, c->count - 1);
 				continue;
 			}
-			break;
+			if (left > 0)
+				break;
+			/* Nothing in flight and the budget short of this launch:
+			 * wait for the refill, or hand over if someone waits. */
+			if (mosaic_lease_wanted(&c->lease, now)) {
+				drain_and_release(c);
+				continue;
+			}
+			/* The wait is nobody's GPU time: end the slice first. */
+			if (c->nopen > 0)
+				close_slice(c);
+			uint64_t wait = (uint64_t)(-left + 1) * 100 / (uint64_t)c->lease.share;
+			pthread_mutex_unlock(&c->mu);
+			sleep_ns(wait > 2000000 ? 2000000 : wait);
+			pthread_mutex_lock(&c->mu);
+			continue;
 		}
 		if (!c->holding && c->lease.share == 0 && !mosaic_lease_guarded(&c->lease, now)) {
 			pthread_mutex_unlock(&c->mu);
@@ -351,6 +466,12 @@ static int gate_enter(struct card *c, const struct mosaic_dev *d, CUcontext ctx,
 		sleep_ns(wait > 5000000 ? 5000000 : wait);
 		pthread_mutex_lock(&c->mu);
 	}
+	/* Now and then a launch is timed alone: a slice of its own. Often
+	 * until the first estimates exist. */
+	c->rng ^= c->rng << 13, c->rng ^= c->rng >> 7, c->rng ^= c->rng << 17;
+	int sample = (c->rng % (known(c, kind) ? 64 : 4)) == 0;
+	if (sample && c->nopen > 0)
+		close_slice(c);
 	int i = 0;
 	while (i < c->nopen && c->open[i].stream != stream)
 		i++;
@@ -366,21 +487,30 @@ static int gate_enter(struct card *c, const struct mosaic_dev *d, CUcontext ctx,
 		if (c->nopen == 0)
 			c->slice_t0 = now_ns();
 		c->open[i].stream = stream, c->open[i].start = e;
+		c->open[i].n = 0, c->open[i].est = 0, c->open[i].sample = (uint8_t)sample, c->open[i].kind = kind;
 		c->nopen = i + 1;
 	}
 	c->inlaunch++;
 	pthread_mutex_unlock(&c->mu);
-	return 1;
+	return i + 1;
 }
 
-static void gate_exit(struct card *c)
+static void gate_exit(struct card *c, int slot, CUstream stream, uint64_t kind)
 {
 	pthread_mutex_lock(&c->mu);
 	c->inlaunch--;
+	int i = slot - 1, sample = 0;
+	if (i < c->nopen && c->open[i].stream == stream) {
+		uint64_t m = duration(c, kind);
+		c->open[i].n++;
+		c->open[i].est = (m == 0 || c->open[i].est == UNKNOWN) ? UNKNOWN : c->open[i].est + m;
+		sample = c->open[i].sample;
+	}
 	uint64_t max_n = c->per_launch_ns ? SLICE_GPU_NS / c->per_launch_ns : 16;
 	++c->slice_n;
 	if (!c->draining && c->nopen > 0 &&
-	    (c->slice_n >= (max_n ? max_n : 1) || ((c->slice_n & 7) == 0 && now_ns() - c->slice_t0 >= SLICE_HOST_NS))) {
+	    (sample || c->slice_n >= (max_n ? max_n : 1) ||
+	     ((c->slice_n & 7) == 0 && now_ns() - c->slice_t0 >= SLICE_HOST_NS))) {
 		close_slice(c);
 		collect(c, -1);
 	}
@@ -407,13 +537,53 @@ static struct card *current_card(CUcontext *ctx, const struct mosaic_dev **dev)
 	return &cards[d->card];
 }
 
-#define LAUNCH(name, stream, ptds, ...)                                                                      \
+/* A container with no share on any card runs straight through while no
+ * share on its cards wants time. Checked every 64th launch of a thread, so
+ * the common launch costs a thread-local counter (a stale answer costs a
+ * neighbour 64 launches at most). */
+static int be_pass(void)
+{
+	static TLS uint32_t n;
+	static TLS int clear;
+	if ((++n & 63) != 0)
+		return clear;
+	clear = 1;
+	pthread_once(&cards_once, init_cards);
+	uint64_t now = now_ns();
+	for (int i = 0; i < mosaic_dev_count(); i++) {
+		const struct mosaic_dev *d = mosaic_dev_timed(i);
+		if (d == NULL)
+			continue;
+		struct card *c = &cards[d->card];
+		if (__atomic_load_n(&c->joined, __ATOMIC_ACQUIRE) == 0) {
+			pthread_mutex_lock(&c->mu);
+			if (c->joined == 0)
+				join(c, d);
+			pthread_mutex_unlock(&c->mu);
+		}
+		if (c->joined == 1 && (c->holding || mosaic_lease_guarded(&c->lease, now)))
+			clear = 0;
+	}
+	return clear;
+}
+
+/* kind: what a launch's duration depends on, hashed: the kernel and its
+ * grid size, or the graph. */
+static uint64_t kernel_kind(const void *f, unsigned gx, unsigned gy, unsigned gz)
+{
+	uint64_t h = (uint64_t)(uintptr_t)f * 0x9e3779b97f4a7c15ULL;
+	h ^= ((uint64_t)gx * 0x100000001b3ULL) ^ ((uint64_t)gy << 21) ^ ((uint64_t)gz << 42);
+	return h * 0xff51afd7ed558ccdULL | 1;
+}
+
+#define LAUNCH(name, stream, ptds, kind, ...)                                                                \
 	do {                                                                                                 \
 		__typeof__(&name) real = CU_REAL(name);                                                      \
 		if (real == NULL)                                                                            \
 			return CUDA_ERROR_NOT_INITIALIZED;                                                   \
 		if (__builtin_expect(__atomic_load_n(&mosaic_rate_skip, __ATOMIC_RELAXED), 1) ||             \
-		    atomic_load_explicit(&capturing, memory_order_relaxed))                                  \
+		    atomic_load_explicit(&capturing, memory_order_relaxed) ||                                \
+		    (__atomic_load_n(&mosaic_rate_be_only, __ATOMIC_RELAXED) && be_pass()))                  \
 			return real(__VA_ARGS__);                                                            \
 		CUcontext ctx_;                                                                              \
 		const struct mosaic_dev *dev_ = NULL;                                                        \
@@ -423,54 +593,60 @@ static struct card *current_card(CUcontext *ctx, const struct mosaic_dev **dev)
 		 * _ptsz call is the thread's own stream. */                                                 \
 		if ((ptds) && s_ == NULL)                                                                    \
 			s_ = CU_STREAM_PER_THREAD;                                                           \
-		int limited_ = c_ != NULL && gate_enter(c_, dev_, ctx_, s_);                                 \
+		uint64_t k_ = c_ != NULL ? (kind) : 0;                                                       \
+		int slot_ = c_ != NULL ? gate_enter(c_, dev_, ctx_, s_, k_) : 0;                             \
 		CUresult r_ = real(__VA_ARGS__);                                                             \
-		if (limited_)                                                                                \
-			gate_exit(c_);                                                                       \
+		if (slot_)                                                                                   \
+			gate_exit(c_, slot_, s_, k_);                                                        \
 		return r_;                                                                                   \
 	} while (0)
+
+static uint64_t config_kind(const CUlaunchConfig *c, CUfunction f)
+{
+	return c != NULL ? kernel_kind(f, c->gridDimX, c->gridDimY, c->gridDimZ) : kernel_kind(f, 0, 0, 0);
+}
 
 EXPORT CUresult cuLaunchKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz, unsigned int bx,
 			       unsigned int by, unsigned int bz, unsigned int shmem, CUstream s, void **params,
 			       void **extra)
 {
-	LAUNCH(cuLaunchKernel, s, 0, f, gx, gy, gz, bx, by, bz, shmem, s, params, extra);
+	LAUNCH(cuLaunchKernel, s, 0, kernel_kind(f, gx, gy, gz), f, gx, gy, gz, bx, by, bz, shmem, s, params, extra);
 }
 
 EXPORT CUresult cuLaunchKernel_ptsz(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz,
 				    unsigned int bx, unsigned int by, unsigned int bz, unsigned int shmem, CUstream s,
 				    void **params, void **extra)
 {
-	LAUNCH(cuLaunchKernel_ptsz, s, 1, f, gx, gy, gz, bx, by, bz, shmem, s, params, extra);
+	LAUNCH(cuLaunchKernel_ptsz, s, 1, kernel_kind(f, gx, gy, gz), f, gx, gy, gz, bx, by, bz, shmem, s, params, extra);
 }
 
 EXPORT CUresult cuLaunchKernelEx(const CUlaunchConfig *config, CUfunction f, void **params, void **extra)
 {
-	LAUNCH(cuLaunchKernelEx, config ? config->hStream : NULL, 0, config, f, params, extra);
+	LAUNCH(cuLaunchKernelEx, config ? config->hStream : NULL, 0, config_kind(config, f), config, f, params, extra);
 }
 
 EXPORT CUresult cuLaunchKernelEx_ptsz(const CUlaunchConfig *config, CUfunction f, void **params, void **extra)
 {
-	LAUNCH(cuLaunchKernelEx_ptsz, config ? config->hStream : NULL, 1, config, f, params, extra);
+	LAUNCH(cuLaunchKernelEx_ptsz, config ? config->hStream : NULL, 1, config_kind(config, f), config, f, params, extra);
 }
 
 EXPORT CUresult cuLaunchCooperativeKernel(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz,
 					  unsigned int bx, unsigned int by, unsigned int bz, unsigned int shmem,
 					  CUstream s, void **params)
 {
-	LAUNCH(cuLaunchCooperativeKernel, s, 0, f, gx, gy, gz, bx, by, bz, shmem, s, params);
+	LAUNCH(cuLaunchCooperativeKernel, s, 0, kernel_kind(f, gx, gy, gz), f, gx, gy, gz, bx, by, bz, shmem, s, params);
 }
 
 EXPORT CUresult cuLaunchCooperativeKernel_ptsz(CUfunction f, unsigned int gx, unsigned int gy, unsigned int gz,
 					       unsigned int bx, unsigned int by, unsigned int bz, unsigned int shmem,
 					       CUstream s, void **params)
 {
-	LAUNCH(cuLaunchCooperativeKernel_ptsz, s, 1, f, gx, gy, gz, bx, by, bz, shmem, s, params);
+	LAUNCH(cuLaunchCooperativeKernel_ptsz, s, 1, kernel_kind(f, gx, gy, gz), f, gx, gy, gz, bx, by, bz, shmem, s, params);
 }
 
-EXPORT CUresult cuGraphLaunch(CUgraphExec g, CUstream s) { LAUNCH(cuGraphLaunch, s, 0, g, s); }
+EXPORT CUresult cuGraphLaunch(CUgraphExec g, CUstream s) { LAUNCH(cuGraphLaunch, s, 0, kernel_kind(g, 0, 0, 0), g, s); }
 
-EXPORT CUresult cuGraphLaunch_ptsz(CUgraphExec g, CUstream s) { LAUNCH(cuGraphLaunch_ptsz, s, 1, g, s); }
+EXPORT CUresult cuGraphLaunch_ptsz(CUgraphExec g, CUstream s) { LAUNCH(cuGraphLaunch_ptsz, s, 1, kernel_kind(g, 0, 0, 0), g, s); }
 
 /* Before the host waits for the GPU, the open slice ends: the wait and
  * whatever the host does after it are not the container's GPU time. */

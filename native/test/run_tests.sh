@@ -175,6 +175,13 @@ else
 	fail "force 50, steps with waits and host gaps: '$out' (share, p99/median)"; cat "$T/err"
 fi
 
+# A host-bound loop (100 us kernels, each followed by 200 us of host work)
+# keeps the card half busy. A force 75 limit must not slow it: the idle gaps
+# between its kernels are not its GPU time. A force 25 limit holds it to 25.
+share "unlimited host-bound loop" 45 53 "$B/test_enforcer" gaps 2 100 200
+share "force 75, host-bound loop keeps its half" 45 53 CUDA_DEVICE_SM_LIMIT=75 $F "$B/test_enforcer" gaps 2 100 200
+share "force 25, host-bound loop" 20 28 CUDA_DEVICE_SM_LIMIT=25 $F "$B/test_enforcer" gaps 2 100 200
+
 # Graph capture in global mode while another thread launches: the capture
 # stays valid (the enforcer records and queries no event while it runs) and
 # replays are charged like kernels.

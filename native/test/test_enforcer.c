@@ -612,6 +612,21 @@ static void t_steps(double seconds, int k, unsigned us, unsigned gap)
 	fprintf(stderr, "%zu steps, median %.2f ms, p99 %.2f ms\n", n, med / 1e6, p99 / 1e6);
 }
 
+/* A host-bound loop: one kernel of us microseconds, then gap microseconds
+ * of host work, no waiting. The GPU idles in the gaps; prints the share. */
+static void t_gaps(double seconds, unsigned us, unsigned gap)
+{
+	uint64_t t0 = now_ns(), end = t0 + (uint64_t)(seconds * 1e9);
+	while (now_ns() < end) {
+		p_cuLaunchKernel(NULL, us, 1, 1, 1, 1, 1, 0, NULL, NULL, NULL);
+		uint64_t until = now_ns() + (uint64_t)gap * 1000;
+		while (now_ns() < until)
+			;
+	}
+	p_sync();
+	printf("%.1f\n", share_of(t0, now_ns()));
+}
+
 /* Captures a graph in global mode on one stream while another thread keeps
  * launching on its own stream, then replays it for the given seconds.
  * Fails if the capture was invalidated or the enforcer touched an event
@@ -739,6 +754,8 @@ int main(int argc, char **argv)
 		t_streams(atof(argv[2]), atoi(argv[3]));
 	else if (strcmp(cmd, "steps") == 0 && argc == 6)
 		t_steps(atof(argv[2]), atoi(argv[3]), (unsigned)atoi(argv[4]), (unsigned)atoi(argv[5]));
+	else if (strcmp(cmd, "gaps") == 0 && argc == 5)
+		t_gaps(atof(argv[2]), (unsigned)atoi(argv[3]), (unsigned)atoi(argv[4]));
 	else if (strcmp(cmd, "capture") == 0 && argc == 3)
 		t_capture(atof(argv[2]));
 	else if (strcmp(cmd, "windows") == 0 && argc >= 5)
