@@ -3,7 +3,6 @@ package device
 import (
 	"encoding/binary"
 	"fmt"
-	"os"
 )
 
 // The enforcer's shared accounting file (native/src/shared.h, struct
@@ -32,10 +31,15 @@ const (
 )
 
 // ReadAccounting sums, per card ordinal, the bytes the live processes of
-// one container hold, from its accounting file. A missing file means the
-// container has not allocated yet.
+// one container hold, from its accounting file. A missing file (an error
+// matching fs.ErrNotExist) means the container has not allocated yet.
+//
+// The container can write the directory the file is in, so the file may be
+// a symlink, a FIFO, a device node, a huge or a truncated file: anything
+// but a regular file is refused without opening what it names, and at most
+// AccountingSize bytes are read.
 func ReadAccounting(path string) ([]uint64, error) {
-	b, err := os.ReadFile(path)
+	b, err := readAccountingFile(path)
 	if err != nil {
 		return nil, err
 	}
