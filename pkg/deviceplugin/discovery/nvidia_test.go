@@ -8,10 +8,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
-	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
 	"github.com/google/go-cmp/cmp"
 
@@ -21,7 +19,7 @@ import (
 
 func newTestNVIDIA(t *testing.T, s *server.Server, sysfs string) *NVIDIA {
 	t.Helper()
-	n, err := newNVIDIA(s, NVIDIAOptions{SysfsRoot: sysfs})
+	n, err := NewNVIDIAFrom(s, NVIDIAOptions{SysfsRoot: sysfs})
 	if err != nil {
 		t.Fatalf("newNVIDIA: %v", err)
 	}
@@ -196,7 +194,7 @@ func TestNVIDIAInitErrors(t *testing.T) {
 		t.Run(tc.ret.Error(), func(t *testing.T) {
 			s := nvidiatest.NewH200()
 			s.InitFunc = func() nvml.Return { return tc.ret }
-			_, err := newNVIDIA(s, NVIDIAOptions{})
+			_, err := NewNVIDIAFrom(s, NVIDIAOptions{})
 			if err == nil {
 				t.Fatal("newNVIDIA succeeded, want an error")
 			}
@@ -218,7 +216,7 @@ func TestNewNVIDIANoLibrary(t *testing.T) {
 
 func TestNVIDIACloseOnce(t *testing.T) {
 	s := nvidiatest.NewH200()
-	n, err := newNVIDIA(s, NVIDIAOptions{})
+	n, err := NewNVIDIAFrom(s, NVIDIAOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -229,101 +227,6 @@ func TestNVIDIACloseOnce(t *testing.T) {
 	}
 	if calls := len(s.ShutdownCalls()); calls != 1 {
 		t.Errorf("Shutdown called %d times, want 1", calls)
-	}
-}
-
-type healthReport struct {
-	UUID    string
-	Healthy bool
-}
-
-// watchH200 runs WatchHealth on a server whose event set returns events,
-// and whose cards register for XID events unless the test says otherwise,
-// then ERROR_TIMEOUT, or final once the events are spent (unless SUCCESS).
-func watchH200(t *testing.T, s *server.Server, events []nvml.EventData, final nvml.Return) ([]healthReport, error) {
-	t.Helper()
-	for _, d := range s.Devices {
-		md := d.(*server.Device)
-		md.GetSupportedEventTypesFunc = func() (uint64, nvml.Return) {
-			return nvml.EventTypeXidCriticalError | nvml.EventTypeSingleBitEccError, nvml.SUCCESS
-		}
-		if md.RegisterEventsFunc == nil {
-			md.RegisterEventsFunc = func(uint64, nvml.EventSet) nvml.Return { return nvml.SUCCESS }
-		}
-	}
-	s.Devices[7].(*server.Device).GetSupportedEventTypesFunc = func() (uint64, nvml.Return) { return 0, nvml.ERROR_NOT_SUPPORTED }
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	next := 0
-	set := &mock.EventSet{
-		FreeFunc: func() nvml.Return { return nvml.SUCCESS },
-		WaitFunc: func(uint32) (nvml.EventData, nvml.Return) {
-			if next < len(events) {
-				next++
-				return events[next-1], nvml.SUCCESS
-			}
-			if final != nvml.SUCCESS {
-				return nvml.EventData{}, final
-			}
-			cancel() // all events delivered: stop the watcher
-			return nvml.EventData{}, nvml.ERROR_TIMEOUT
-		},
-	}
-	s.EventSetCreateFunc = func() (nvml.EventSet, nvml.Return) { return set, nvml.SUCCESS }
-
-	var got []healthReport
-	err := newTestNVIDIA(t, s, t.TempDir()).WatchHealth(ctx, func(uuid string, healthy bool) {
-		got = append(got, healthReport{uuid, healthy})
-	})
-	if registered := len(s.Devices[7].(*server.Device).RegisterEventsCalls()); registered != 0 {
-		t.Errorf("card 7, without XID events, was registered %d times", registered)
-	}
-	if len(set.FreeCalls()) != 1 {
-		t.Errorf("event set freed %d times, want 1", len(set.FreeCalls()))
-	}
-	return got, err
-}
-
-func TestNVIDIAWatchHealth(t *testing.T) {
-	s := nvidiatest.NewH200()
-	xid := func(dev nvml.Device, code uint64) nvml.EventData {
-		return nvml.EventData{Device: dev, EventType: nvml.EventTypeXidCriticalError, EventData: code}
-	}
-	events := []nvml.EventData{
-		xid(s.Devices[0], 13), // application error: ignored
-		xid(s.Devices[0], 43), // application error: ignored
-		{Device: s.Devices[2], EventType: nvml.EventTypeSingleBitEccError}, // not an XID: ignored
-		xid(s.Devices[1], 79), // fallen off the bus
-		xid(nil, 48),          // no card named: all of them
-	}
-	// Card 6 cannot register: unhealthy before any event.
-	s.Devices[6].(*server.Device).RegisterEventsFunc = func(uint64, nvml.EventSet) nvml.Return { return nvml.ERROR_UNKNOWN }
-	got, err := watchH200(t, s, events, nvml.SUCCESS)
-	if err != nil {
-		t.Fatalf("WatchHealth: %v", err)
-	}
-	want := []healthReport{{nvidiatest.UUID(s, 6), false}, {nvidiatest.UUID(s, 1), false}}
-	for i := range 8 {
-		want = append(want, healthReport{nvidiatest.UUID(s, i), false})
-	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("reports (-want,+got):\n%s", diff)
-	}
-}
-
-func TestNVIDIAWatchHealthWaitFails(t *testing.T) {
-	s := nvidiatest.NewH200()
-	got, err := watchH200(t, s, nil, nvml.ERROR_GPU_IS_LOST)
-	if err == nil {
-		t.Fatal("WatchHealth returned nil after the event wait failed")
-	}
-	if len(got) != 8 {
-		t.Fatalf("got %d reports, want all 8 cards unhealthy: %v", len(got), got)
-	}
-	for i, r := range got {
-		if r != (healthReport{nvidiatest.UUID(s, i), false}) {
-			t.Errorf("report %d = %+v, want card %d unhealthy", i, r, i)
-		}
 	}
 }
 
