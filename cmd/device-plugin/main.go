@@ -13,11 +13,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
@@ -41,7 +43,7 @@ func main() {
 type flags struct {
 	backend, fakeFile, nodeName, kubeconfig, configMap string
 	kubeletDir, nriSocket, stateDir, enforcerLib       string
-	corePolicy, metricsAddr, keyFile                   string
+	corePolicy, metricsAddr, keyFile, exempt           string
 	split                                              int
 	memScaling, coreScaling                            float64
 	refresh                                            time.Duration
@@ -61,6 +63,7 @@ func parse() *flags {
 	flag.StringVar(&f.nriSocket, "nri-socket", "/var/run/nri/nri.sock", "the runtime's NRI socket; empty turns NRI off")
 	flag.StringVar(&f.stateDir, "state-dir", "/var/lib/mosaic", "host directory for per-container limits files and shared accounting")
 	flag.StringVar(&f.enforcerLib, "enforcer-lib", "/usr/local/lib/mosaic/libmosaic-enforcer.so", "host path of libmosaic-enforcer.so; empty: no enforcer")
+	flag.StringVar(&f.exempt, "exempt-namespaces", "", "comma-separated namespaces whose containers keep the cards their image or spec selects (trusted node daemons such as a GPU metrics exporter); every other container without an allocation gets none")
 	flag.StringVar(&f.keyFile, "allocation-key-file", "", "file with the key the scheduler signs allocations with; when set, unsigned or forged allocations get no cards")
 	flag.StringVar(&f.corePolicy, "core-policy", string(device.CorePolicyDefault), "GPU_CORE_UTILIZATION_POLICY for containers: default, force or disable")
 	flag.StringVar(&f.metricsAddr, "metrics-addr", ":9400", "address for /metrics and /healthz; empty: off")
@@ -87,6 +90,10 @@ func run() error {
 			return err
 		}
 	}
+	exempt, err := namespaces(f.exempt)
+	if err != nil {
+		return err
+	}
 	backend, err := newBackend(f)
 	if err != nil {
 		return err
@@ -107,7 +114,8 @@ func run() error {
 	a, err := agent.New(agent.Options{
 		NodeName: f.nodeName, Client: client, Backend: backend, Sharing: cfg, ConfigMap: f.configMap,
 		KubeletDir: f.kubeletDir, NRISocket: f.nriSocket, Refresh: f.refresh,
-		NRI: nri.Config{StateDir: f.stateDir, EnforcerLib: f.enforcerLib, CorePolicy: device.CorePolicy(f.corePolicy), AllocationKey: key},
+		NRI: nri.Config{StateDir: f.stateDir, EnforcerLib: f.enforcerLib, CorePolicy: device.CorePolicy(f.corePolicy), AllocationKey: key,
+			ExemptNamespaces: exempt},
 	}, logger)
 	if err != nil {
 		return err
@@ -143,6 +151,21 @@ func newBackend(f *flags) (discovery.Backend, error) {
 		return b, err
 	}
 	return nil, fmt.Errorf("--backend %q: must be nvidia, ascend or fake", f.backend)
+}
+
+// namespaces splits --exempt-namespaces, leaving out empty names.
+func namespaces(list string) ([]string, error) {
+	var out []string
+	for _, ns := range strings.Split(list, ",") {
+		if ns = strings.TrimSpace(ns); ns == "" {
+			continue
+		}
+		if errs := validation.IsDNS1123Label(ns); len(errs) > 0 {
+			return nil, fmt.Errorf("--exempt-namespaces: %q is not a namespace name: %s", ns, strings.Join(errs, "; "))
+		}
+		out = append(out, ns)
+	}
+	return out, nil
 }
 
 // noDevices is the backend of a node without a driver.

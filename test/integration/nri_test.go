@@ -166,10 +166,10 @@ func TestForgedAllocationIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := &nri.Config{NodeName: "signed", StateDir: dir, AllocationKey: key}
-	if d, err := nri.Decide(cfg, string(real.UID), real.Annotations, "c0", nil); err != nil || d == nil {
+	if d, err := nri.Decide(cfg, nri.Pod{UID: string(real.UID), Annotations: real.Annotations}, nri.Container{Name: "c0"}); err != nil || d == nil {
 		t.Fatalf("the scheduled pod was refused: %v", err)
 	}
-	if _, err := nri.Decide(cfg, string(forged.UID), forged.Annotations, "c0", nil); err == nil || !strings.Contains(err.Error(), "signature does not match") {
+	if _, err := nri.Decide(cfg, nri.Pod{UID: string(forged.UID), Annotations: forged.Annotations}, nri.Container{Name: "c0"}); err == nil || !strings.Contains(err.Error(), "signature does not match") {
 		t.Fatalf("the forged pod was not refused: %v", err)
 	}
 }

@@ -46,11 +46,6 @@ type Options struct {
 	Refresh time.Duration
 }
 
-// healthWatcher is implemented by backends that report health events.
-type healthWatcher interface {
-	WatchHealth(ctx context.Context, report func(uuid string, healthy bool)) error
-}
-
 // Agent runs the node's parts until its context ends.
 type Agent struct {
 	opts      Options
@@ -60,6 +55,10 @@ type Agent struct {
 	pods      func() []*corev1.Pod
 	informers informers.SharedInformerFactory
 	handout   *handout
+
+	// refreshing serializes refresh, which the ticker and health changes
+	// both run.
+	refreshing sync.Mutex
 
 	mu        sync.Mutex
 	onPublish []func([]device.Device, device.NodeConfig)
@@ -119,11 +118,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.logger.Info("NRI is off: the kubelet's Allocate hands out devices, and the scheduler sends this node one device pod at a time")
 	}
 	if w, ok := a.opts.Backend.(healthWatcher); ok {
-		go func() {
-			if err := w.WatchHealth(ctx, a.setHealth); err != nil && ctx.Err() == nil {
-				a.logger.Error(err, "Health events unavailable; health is refreshed by polling")
-			}
-		}()
+		go a.watchHealth(ctx, w)
 	}
 	t := time.NewTicker(a.opts.Refresh)
 	defer t.Stop()
@@ -175,6 +170,8 @@ func (a *Agent) setHealth(uuid string, healthy bool) {
 // refresh reads cards and config, publishes the inventory and updates the
 // kubelet servers.
 func (a *Agent) refresh(ctx context.Context) {
+	a.refreshing.Lock()
+	defer a.refreshing.Unlock()
 	cfg, err := a.sharing(ctx)
 	if err != nil {
 		a.logger.Error(err, "Reading the sharing config; keeping the last one")

@@ -1,14 +1,19 @@
 package agent
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/mosaic-gpu/mosaic/pkg/device"
+	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/nri"
 )
 
 func TestParseSharingConfig(t *testing.T) {
@@ -61,5 +66,43 @@ mosaic_card_slots{index="0",model="A100",node="n1",uuid="GPU-0"} 4
 `
 	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "mosaic_card_allocated_memory_mib", "mosaic_card_allocated_slots", "mosaic_card_slots"); err != nil {
 		t.Error(err)
+	}
+}
+
+// A container can put anything in its shared directory: a FIFO where the
+// accounting file goes neither hangs a scrape nor loses the other metrics.
+func TestCollectorWithATenantsFIFO(t *testing.T) {
+	raw, err := device.EncodeAllocation(&device.Allocation{Node: "n1", Containers: []device.ContainerAllocation{
+		{Name: "a", Devices: []device.Share{{UUID: "GPU-0", Vendor: device.VendorNVIDIA, MemoryMiB: 300}}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", UID: "uid-1", Annotations: map[string]string{device.AllocationAnnotation: raw}}, Spec: v1.PodSpec{NodeName: "n1"}}
+	shared := filepath.Join(nri.ContainerStateDir(state, "uid-1"), "a", "shared")
+	if err := os.MkdirAll(shared, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Mkfifo(filepath.Join(shared, device.AccountingFile), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	c := NewCollector("n1", state, func() []*v1.Pod { return []*v1.Pod{pod} })
+	want := `
+# HELP mosaic_container_allocated_memory_mib Card memory allocated to one container, MiB.
+# TYPE mosaic_container_allocated_memory_mib gauge
+mosaic_container_allocated_memory_mib{container="a",namespace="ns",node="n1",pod="p",uuid="GPU-0"} 300
+`
+	done := make(chan error, 1)
+	go func() {
+		done <- testutil.CollectAndCompare(c, strings.NewReader(want), "mosaic_container_allocated_memory_mib", "mosaic_container_used_memory_bytes")
+	}()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Error(err)
+		}
+	case <-time.After(20 * time.Second): // a hang guard only
+		t.Fatal("a scrape did not return with a FIFO in a container's shared directory")
 	}
 }

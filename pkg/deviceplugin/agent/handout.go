@@ -64,7 +64,7 @@ func (h *handout) Allocate(ctx context.Context, resource string, ids []string) (
 	if len(c.Devices) != len(ids) {
 		return nil, fmt.Errorf("pod %s/%s container %s: the kubelet asks for %d %s, the allocation lists %d cards", pod.Namespace, pod.Name, c.Name, len(ids), resource, len(c.Devices))
 	}
-	d, err := nri.Decide(h.cfg, string(pod.UID), pod.Annotations, c.Name, nil)
+	d, err := nri.Decide(h.cfg, nri.Pod{UID: string(pod.UID), Namespace: pod.Namespace, Annotations: pod.Annotations}, nri.Container{Name: c.Name})
 	if err != nil {
 		return nil, fmt.Errorf("pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}

@@ -77,7 +77,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		for _, ctr := range a.Containers {
 			var measured []uint64
 			if c.stateDir != "" {
-				measured, _ = readEnforcerUsage(filepath.Join(nri.ContainerStateDir(c.stateDir, string(p.UID)), ctr.Name, "shared", shmFile))
+				measured, _ = device.ReadAccounting(filepath.Join(nri.ContainerStateDir(c.stateDir, string(p.UID)), ctr.Name, "shared", device.AccountingFile))
 			}
 			for i, s := range ctr.Devices {
 				ch <- prometheus.MustNewConstMetric(descPodShare, prometheus.GaugeValue, float64(s.MemoryMiB), c.node, p.Namespace, p.Name, ctr.Name, s.UUID)

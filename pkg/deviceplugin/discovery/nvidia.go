@@ -1,5 +1,7 @@
 package discovery
 
+import "time"
+
 // Placeholders for a card whose queries fail: the inventory requires a
 // model and a memory size, and the scheduler places nothing on an
 // unhealthy card, so these are never used for placement.
@@ -15,7 +17,16 @@ type NVIDIAOptions struct {
 	LibraryPath string
 	// SysfsRoot is where the host's sysfs is mounted; empty means /sys.
 	SysfsRoot string
+	// HealthRecovery is how long a card that an XID made unhealthy must
+	// go without another before a probe may report it healthy again (see
+	// WatchHealth); 0 means DefaultHealthRecovery.
+	HealthRecovery time.Duration
 }
+
+// DefaultHealthRecovery is long enough that a card which keeps failing is
+// not offered between its errors, and short enough that one whose fault
+// cleared (a contained ECC error, a driver recovery) is back within minutes.
+const DefaultHealthRecovery = 5 * time.Minute
 
 // The XIDs an application causes, not the card: the card stays healthy.
 // This is the list NVIDIA's device plugin ignores.

@@ -6,9 +6,11 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"k8s.io/klog/v2"
+	"k8s.io/utils/clock"
 
 	"github.com/mosaic-gpu/mosaic/pkg/device"
 )
@@ -23,6 +25,14 @@ type NVIDIA struct {
 	sysfsRoot string
 	closeOnce sync.Once
 	closeErr  error
+
+	recovery time.Duration
+	clock    clock.PassiveClock
+	healthMu sync.Mutex
+	// failed holds the cards WatchHealth marked unhealthy, since when;
+	// it outlives one WatchHealth so that a restarted watcher recovers
+	// them.
+	failed map[string]time.Time
 }
 
 // NewNVIDIA loads libnvidia-ml and initializes NVML. On a node without the
@@ -32,12 +42,16 @@ func NewNVIDIA(opts NVIDIAOptions) (*NVIDIA, error) {
 	if opts.LibraryPath != "" {
 		libOpts = append(libOpts, nvml.WithLibraryPath(opts.LibraryPath))
 	}
-	return newNVIDIA(nvml.New(libOpts...), opts)
+	return NewNVIDIAFrom(nvml.New(libOpts...), opts)
 }
 
-// newNVIDIA runs the backend on any NVML implementation; the tests pass
-// go-nvml's mock servers.
-func newNVIDIA(lib nvml.Interface, opts NVIDIAOptions) (*NVIDIA, error) {
+// NewNVIDIAFrom runs the backend on an NVML implementation: go-nvml's
+// library, or one of its mock servers (see nvidiatest) in tests.
+// opts.LibraryPath is not used.
+func NewNVIDIAFrom(lib nvml.Interface, opts NVIDIAOptions) (*NVIDIA, error) {
+	if opts.HealthRecovery < 0 {
+		return nil, fmt.Errorf("healthRecovery: %v must be >= 0 (0: %v)", opts.HealthRecovery, DefaultHealthRecovery)
+	}
 	switch ret := lib.Init(); ret {
 	case nvml.SUCCESS:
 	case nvml.ERROR_LIBRARY_NOT_FOUND, nvml.ERROR_DRIVER_NOT_LOADED:
@@ -45,7 +59,11 @@ func newNVIDIA(lib nvml.Interface, opts NVIDIAOptions) (*NVIDIA, error) {
 	default:
 		return nil, fmt.Errorf("initializing NVML: %v", ret)
 	}
-	return &NVIDIA{lib: lib, sysfsRoot: opts.SysfsRoot}, nil
+	recovery := opts.HealthRecovery
+	if recovery == 0 {
+		recovery = DefaultHealthRecovery
+	}
+	return &NVIDIA{lib: lib, sysfsRoot: opts.SysfsRoot, recovery: recovery, clock: clock.RealClock{}, failed: map[string]time.Time{}}, nil
 }
 
 func (n *NVIDIA) Name() string { return "nvidia" }

@@ -8,60 +8,18 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
-	"github.com/NVIDIA/go-nvml/pkg/nvml/mock"
-	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/dgxh200"
 	"github.com/NVIDIA/go-nvml/pkg/nvml/mock/server"
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/mosaic-gpu/mosaic/pkg/device"
+	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/discovery/nvidiatest"
 )
-
-// The PCI buses of an HGX H200 board, in NVML's format.
-var h200Buses = []string{"00000000:19:00.0", "00000000:3B:00.0", "00000000:4C:00.0", "00000000:5D:00.0",
-	"00000000:9B:00.0", "00000000:BB:00.0", "00000000:CB:00.0", "00000000:DB:00.0"}
-
-// newH200 returns go-nvml's eight-H200 server with the queries its fakes
-// leave unset answered as a board without NVLink would: PCI bus ids, 132
-// SMs, NVLink not supported, every pair joined only through the CPUs.
-func newH200(t *testing.T) *server.Server {
-	t.Helper()
-	s := dgxh200.New()
-	for i, d := range s.Devices {
-		md := d.(*server.Device)
-		bus := h200Buses[i]
-		md.GetPciInfoFunc = func() (nvml.PciInfo, nvml.Return) {
-			var p nvml.PciInfo
-			setCString(p.BusId[:], bus)
-			return p, nvml.SUCCESS
-		}
-		md.GetAttributesFunc = func() (nvml.DeviceAttributes, nvml.Return) {
-			return nvml.DeviceAttributes{MultiprocessorCount: 132}, nvml.SUCCESS
-		}
-		md.GetNumGpuCoresFunc = func() (int, nvml.Return) { return 0, nvml.ERROR_NOT_SUPPORTED }
-		md.GetNvLinkStateFunc = func(int) (nvml.EnableState, nvml.Return) { return 0, nvml.ERROR_NOT_SUPPORTED }
-		md.GetNvLinkRemoteDeviceTypeFunc = func(int) (nvml.IntNvLinkDeviceType, nvml.Return) { return 0, nvml.ERROR_NOT_SUPPORTED }
-		md.GetNvLinkRemotePciInfoFunc = func(int) (nvml.PciInfo, nvml.Return) { return nvml.PciInfo{}, nvml.ERROR_NOT_SUPPORTED }
-		md.GetTopologyCommonAncestorFunc = func(nvml.Device) (nvml.GpuTopologyLevel, nvml.Return) {
-			return nvml.TOPOLOGY_SYSTEM, nvml.SUCCESS
-		}
-	}
-	return s
-}
-
-func setCString(dst []int8, s string) {
-	for i := range len(s) {
-		dst[i] = int8(s[i])
-	}
-}
-
-func uuidOf(s *server.Server, i int) string { return s.Devices[i].(*server.Device).UUID }
 
 func newTestNVIDIA(t *testing.T, s *server.Server, sysfs string) *NVIDIA {
 	t.Helper()
-	n, err := newNVIDIA(s, NVIDIAOptions{SysfsRoot: sysfs})
+	n, err := NewNVIDIAFrom(s, NVIDIAOptions{SysfsRoot: sysfs})
 	if err != nil {
 		t.Fatalf("newNVIDIA: %v", err)
 	}
@@ -70,7 +28,7 @@ func newTestNVIDIA(t *testing.T, s *server.Server, sysfs string) *NVIDIA {
 }
 
 func TestNVIDIADevices(t *testing.T) {
-	s := newH200(t)
+	s := nvidiatest.NewH200()
 	// Card 2 in MIG mode.
 	if ret, _ := s.Devices[2].SetMigMode(nvml.DEVICE_MIG_ENABLE); ret != nvml.SUCCESS {
 		t.Fatalf("SetMigMode: %v", ret)
@@ -90,7 +48,7 @@ func TestNVIDIADevices(t *testing.T) {
 	var want []device.Device
 	for i := range 8 {
 		want = append(want, device.Device{
-			UUID: uuidOf(s, i), Index: i, Vendor: device.VendorNVIDIA, Model: "NVIDIA H200 141GB HBM3e",
+			UUID: nvidiatest.UUID(s, i), Index: i, Vendor: device.VendorNVIDIA, Model: "NVIDIA H200 141GB HBM3e",
 			MemoryMiB: 144384, ComputeUnits: 132, NUMA: numa[i], Healthy: true, MIG: i == 2, PCIBus: buses[i],
 		})
 	}
@@ -103,7 +61,7 @@ func TestNVIDIADevices(t *testing.T) {
 }
 
 func TestNVIDIAFailingQueries(t *testing.T) {
-	s := newH200(t)
+	s := nvidiatest.NewH200()
 	lost := func() (nvml.Memory, nvml.Return) { return nvml.Memory{}, nvml.ERROR_GPU_IS_LOST }
 	s.Devices[3].(*server.Device).GetMemoryInfoFunc = lost
 	s.Devices[4].(*server.Device).GetNameFunc = func() (string, nvml.Return) { return "", nvml.ERROR_UNKNOWN }
@@ -155,11 +113,11 @@ func TestNVIDIAFailingQueries(t *testing.T) {
 }
 
 func TestNVIDIALinks(t *testing.T) {
-	s := newH200(t)
+	s := nvidiatest.NewH200()
 	dev := func(i int) *server.Device { return s.Devices[i].(*server.Device) }
 	// Cards 0 and 1: four links to each other, link 4 down, no link 5.
 	for _, pair := range [][2]int{{0, 1}, {1, 0}} {
-		peerBus := h200Buses[pair[1]]
+		peerBus := nvidiatest.H200Buses[pair[1]]
 		d := dev(pair[0])
 		d.GetNvLinkStateFunc = func(l int) (nvml.EnableState, nvml.Return) {
 			switch {
@@ -173,11 +131,7 @@ func TestNVIDIALinks(t *testing.T) {
 		d.GetNvLinkRemoteDeviceTypeFunc = func(int) (nvml.IntNvLinkDeviceType, nvml.Return) {
 			return nvml.NVLINK_DEVICE_TYPE_GPU, nvml.SUCCESS
 		}
-		d.GetNvLinkRemotePciInfoFunc = func(int) (nvml.PciInfo, nvml.Return) {
-			var p nvml.PciInfo
-			setCString(p.BusId[:], peerBus)
-			return p, nvml.SUCCESS
-		}
+		d.GetNvLinkRemotePciInfoFunc = func(int) (nvml.PciInfo, nvml.Return) { return nvidiatest.PciInfo(peerBus), nvml.SUCCESS }
 	}
 	// Cards 4-7: 18 links each to NVSwitches.
 	for i := 4; i < 8; i++ {
@@ -208,9 +162,11 @@ func TestNVIDIALinks(t *testing.T) {
 		t.Fatalf("Devices: %v", err)
 	}
 	nv := func(peer, count int) device.Link {
-		return device.Link{Peer: uuidOf(s, peer), Type: device.LinkNVLink, Count: count}
+		return device.Link{Peer: nvidiatest.UUID(s, peer), Type: device.LinkNVLink, Count: count}
 	}
-	pcie := func(peer int) device.Link { return device.Link{Peer: uuidOf(s, peer), Type: device.LinkPCIe, Count: 1} }
+	pcie := func(peer int) device.Link {
+		return device.Link{Peer: nvidiatest.UUID(s, peer), Type: device.LinkPCIe, Count: 1}
+	}
 	want := [][]device.Link{
 		{nv(1, 4)}, {nv(0, 4)}, {pcie(3)}, {pcie(2)},
 		{nv(5, 18), nv(6, 18), nv(7, 18)}, {nv(4, 18), nv(6, 18), nv(7, 18)},
@@ -236,9 +192,9 @@ func TestNVIDIAInitErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.ret.Error(), func(t *testing.T) {
-			s := newH200(t)
+			s := nvidiatest.NewH200()
 			s.InitFunc = func() nvml.Return { return tc.ret }
-			_, err := newNVIDIA(s, NVIDIAOptions{})
+			_, err := NewNVIDIAFrom(s, NVIDIAOptions{})
 			if err == nil {
 				t.Fatal("newNVIDIA succeeded, want an error")
 			}
@@ -259,8 +215,8 @@ func TestNewNVIDIANoLibrary(t *testing.T) {
 }
 
 func TestNVIDIACloseOnce(t *testing.T) {
-	s := newH200(t)
-	n, err := newNVIDIA(s, NVIDIAOptions{})
+	s := nvidiatest.NewH200()
+	n, err := NewNVIDIAFrom(s, NVIDIAOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -271,102 +227,6 @@ func TestNVIDIACloseOnce(t *testing.T) {
 	}
 	if calls := len(s.ShutdownCalls()); calls != 1 {
 		t.Errorf("Shutdown called %d times, want 1", calls)
-	}
-}
-
-type healthReport struct {
-	UUID    string
-	Healthy bool
-}
-
-// watchH200 runs WatchHealth on a server whose event set returns events,
-// and whose cards register for XID events unless the test says otherwise,
-// then ERROR_TIMEOUT, or final once the events are spent (unless SUCCESS).
-func watchH200(t *testing.T, s *server.Server, events []nvml.EventData, final nvml.Return) ([]healthReport, error) {
-	t.Helper()
-	for _, d := range s.Devices {
-		md := d.(*server.Device)
-		md.GetSupportedEventTypesFunc = func() (uint64, nvml.Return) {
-			return nvml.EventTypeXidCriticalError | nvml.EventTypeSingleBitEccError, nvml.SUCCESS
-		}
-		if md.RegisterEventsFunc == nil {
-			md.RegisterEventsFunc = func(uint64, nvml.EventSet) nvml.Return { return nvml.SUCCESS }
-		}
-	}
-	s.Devices[7].(*server.Device).GetSupportedEventTypesFunc = func() (uint64, nvml.Return) { return 0, nvml.ERROR_NOT_SUPPORTED }
-	// A hang guard: the event set below cancels once its events are spent.
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	next := 0
-	set := &mock.EventSet{
-		FreeFunc: func() nvml.Return { return nvml.SUCCESS },
-		WaitFunc: func(uint32) (nvml.EventData, nvml.Return) {
-			if next < len(events) {
-				next++
-				return events[next-1], nvml.SUCCESS
-			}
-			if final != nvml.SUCCESS {
-				return nvml.EventData{}, final
-			}
-			cancel() // all events delivered: stop the watcher
-			return nvml.EventData{}, nvml.ERROR_TIMEOUT
-		},
-	}
-	s.EventSetCreateFunc = func() (nvml.EventSet, nvml.Return) { return set, nvml.SUCCESS }
-
-	var got []healthReport
-	err := newTestNVIDIA(t, s, t.TempDir()).WatchHealth(ctx, func(uuid string, healthy bool) {
-		got = append(got, healthReport{uuid, healthy})
-	})
-	if registered := len(s.Devices[7].(*server.Device).RegisterEventsCalls()); registered != 0 {
-		t.Errorf("card 7, without XID events, was registered %d times", registered)
-	}
-	if len(set.FreeCalls()) != 1 {
-		t.Errorf("event set freed %d times, want 1", len(set.FreeCalls()))
-	}
-	return got, err
-}
-
-func TestNVIDIAWatchHealth(t *testing.T) {
-	s := newH200(t)
-	xid := func(dev nvml.Device, code uint64) nvml.EventData {
-		return nvml.EventData{Device: dev, EventType: nvml.EventTypeXidCriticalError, EventData: code}
-	}
-	events := []nvml.EventData{
-		xid(s.Devices[0], 13), // application error: ignored
-		xid(s.Devices[0], 43), // application error: ignored
-		{Device: s.Devices[2], EventType: nvml.EventTypeSingleBitEccError}, // not an XID: ignored
-		xid(s.Devices[1], 79), // fallen off the bus
-		xid(nil, 48),          // no card named: all of them
-	}
-	// Card 6 cannot register: unhealthy before any event.
-	s.Devices[6].(*server.Device).RegisterEventsFunc = func(uint64, nvml.EventSet) nvml.Return { return nvml.ERROR_UNKNOWN }
-	got, err := watchH200(t, s, events, nvml.SUCCESS)
-	if err != nil {
-		t.Fatalf("WatchHealth: %v", err)
-	}
-	want := []healthReport{{uuidOf(s, 6), false}, {uuidOf(s, 1), false}}
-	for i := range 8 {
-		want = append(want, healthReport{uuidOf(s, i), false})
-	}
-	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("reports (-want,+got):\n%s", diff)
-	}
-}
-
-func TestNVIDIAWatchHealthWaitFails(t *testing.T) {
-	s := newH200(t)
-	got, err := watchH200(t, s, nil, nvml.ERROR_GPU_IS_LOST)
-	if err == nil {
-		t.Fatal("WatchHealth returned nil after the event wait failed")
-	}
-	if len(got) != 8 {
-		t.Fatalf("got %d reports, want all 8 cards unhealthy: %v", len(got), got)
-	}
-	for i, r := range got {
-		if r != (healthReport{uuidOf(s, i), false}) {
-			t.Errorf("report %d = %+v, want card %d unhealthy", i, r, i)
-		}
 	}
 }
 

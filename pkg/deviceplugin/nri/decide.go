@@ -8,7 +8,10 @@ package nri
 
 import (
 	"fmt"
+	"io/fs"
+	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -41,6 +44,27 @@ type Config struct {
 	// (mosaic.io/allocation-signature) for this pod: a pod created already
 	// bound with a forged allocation gets no cards.
 	AllocationKey []byte
+	// ExemptNamespaces are left as they are: their containers keep the
+	// cards their image or spec selects. They are for trusted node daemons
+	// that need every card (a GPU metrics exporter, a driver validator);
+	// every other container without an allocation gets no card.
+	ExemptNamespaces []string
+}
+
+// Pod is what Decide reads of a pod.
+type Pod struct {
+	UID, Namespace string
+	Annotations    map[string]string
+}
+
+// Container is what Decide reads of a container the runtime is about to
+// create.
+type Container struct {
+	Name string
+	// Env is its environment, from the image and the pod spec.
+	Env []string
+	// Mounts are the container paths of its mounts.
+	Mounts []string
 }
 
 // Mount is a bind mount from the host into the container.
@@ -54,32 +78,36 @@ type Mount struct {
 type Decision struct {
 	Env    map[string]string
 	Mounts []Mount
-	Files  map[string]string
+	// RemoveMounts lists container paths of mounts to take away.
+	RemoveMounts []string
+	Files        map[string]string
 	// Dirs lists host directories to create.
 	Dirs []string
 }
 
 // Decide works out a container's adjustment from its pod's annotations.
-// It returns (nil, nil) for a container that neither asked for devices nor
-// has an allocation, and an error, which fails the container's creation
-// with a message on the pod, when the allocation is missing or does not
-// match this node or container.
-func Decide(cfg *Config, podUID string, annotations map[string]string, container string, env []string) (*Decision, error) {
+// A container the pod's allocation lists gets exactly its cards; any other
+// (a pod without an allocation, an unlisted sidecar, a kubectl debug
+// container) gets none, whatever its image or spec selects. Decide returns
+// nil only for containers of ExemptNamespaces, and an error, which fails
+// the container's creation with a message on the pod, when the allocation
+// is missing or does not match this node or container.
+func Decide(cfg *Config, pod Pod, ctr Container) (*Decision, error) {
 	requested := false
-	for _, e := range env {
+	for _, e := range ctr.Env {
 		if strings.HasPrefix(e, RequestEnv+"=") {
 			requested = true
 		}
 	}
-	raw, ok := annotations[device.AllocationAnnotation]
+	raw, ok := pod.Annotations[device.AllocationAnnotation]
 	if !ok {
 		if requested {
-			return nil, fmt.Errorf("container %s asks for devices but the pod has no %s annotation: schedule it with mosaic-scheduler", container, device.AllocationAnnotation)
+			return nil, fmt.Errorf("container %s asks for devices but the pod has no %s annotation: schedule it with mosaic-scheduler", ctr.Name, device.AllocationAnnotation)
 		}
-		return nil, nil
+		return cfg.noCards(pod, ctr), nil
 	}
 	if cfg.AllocationKey != nil {
-		if err := device.Verify(cfg.AllocationKey, podUID, raw, annotations[device.SignatureAnnotation]); err != nil {
+		if err := device.Verify(cfg.AllocationKey, pod.UID, raw, pod.Annotations[device.SignatureAnnotation]); err != nil {
 			return nil, err
 		}
 	}
@@ -90,32 +118,85 @@ func Decide(cfg *Config, podUID string, annotations map[string]string, container
 	if alloc.Node != cfg.NodeName {
 		return nil, fmt.Errorf("pod allocation is for node %s, not this node %s", alloc.Node, cfg.NodeName)
 	}
-	c := alloc.Container(container)
+	c := alloc.Container(ctr.Name)
 	if c == nil {
 		if requested {
-			return nil, fmt.Errorf("container %s asks for devices but the pod's allocation lists none for it", container)
+			return nil, fmt.Errorf("container %s asks for devices but the pod's allocation lists none for it", ctr.Name)
 		}
-		return nil, nil
+		return cfg.noCards(pod, ctr), nil
 	}
-	return decide(cfg, podUID, c)
+	return decide(cfg, pod.UID, c, ctr)
 }
 
-func decide(cfg *Config, podUID string, c *device.ContainerAllocation) (*Decision, error) {
+// noCards is the decision for a container without an allocation.
+func (cfg *Config) noCards(pod Pod, ctr Container) *Decision {
+	if slices.Contains(cfg.ExemptNamespaces, pod.Namespace) {
+		return nil
+	}
+	d := &Decision{Env: map[string]string{}}
+	d.withhold(device.VendorNVIDIA, ctr)
+	d.withhold(device.VendorAscend, ctr)
+	return d
+}
+
+// withhold makes a vendor's container runtime give the container none of
+// that vendor's cards. The variables are set to their no-card values
+// rather than removed: NRI (0.12) does not pass an environment removal on
+// to the runtime, and an unset NVIDIA_VISIBLE_DEVICES can mean all cards.
+func (d *Decision) withhold(v device.Vendor, ctr Container) {
+	switch v {
+	case device.VendorNVIDIA:
+		d.Env[device.NVIDIAVisibleDevicesEnv] = device.NVIDIANoDevices
+		d.removeDeviceList(ctr)
+	case device.VendorAscend:
+		d.Env[device.AscendVisibleDevicesEnv] = ""
+		d.Env[device.AscendRTVisibleDevicesEnv] = ""
+	}
+}
+
+// removeDeviceList takes away the container's mounts under the NVIDIA
+// device-list root other than the decision's own, so that only the node
+// agent selects GPUs through them.
+func (d *Decision) removeDeviceList(ctr Container) {
+	own := map[string]bool{}
+	for _, m := range d.Mounts {
+		own[m.Container] = true
+	}
+	// The toolkit matches cleaned paths; the runtime removes by the
+	// path as written.
+	root := device.NVIDIADeviceListRoot
+	for _, m := range ctr.Mounts {
+		clean := filepath.Clean(m)
+		if (clean == root || strings.HasPrefix(clean, root+"/")) && !own[clean] {
+			d.RemoveMounts = append(d.RemoveMounts, m)
+		}
+	}
+}
+
+func decide(cfg *Config, podUID string, c *device.ContainerAllocation, ctr Container) (*Decision, error) {
 	if podUID == "" || strings.ContainsAny(podUID, "/.") || strings.ContainsAny(c.Name, "/") {
 		return nil, fmt.Errorf("pod UID %q or container name %q cannot name a state directory", podUID, c.Name)
 	}
 	d := &Decision{Env: map[string]string{}, Files: map[string]string{}}
 	vendor := c.Devices[0].Vendor
-	for _, s := range c.Devices[1:] {
+	for i, s := range c.Devices {
 		if s.Vendor != vendor {
 			return nil, fmt.Errorf("container %s is allocated cards of two vendors", c.Name)
+		}
+		// A UUID becomes an element of a comma-separated list and a
+		// mount path under the device-list root.
+		if !fs.ValidPath(s.UUID) || strings.ContainsAny(s.UUID, ", \t\n") {
+			return nil, fmt.Errorf("container %s: devices[%d].uuid %q must not contain commas, spaces or . and .. path elements", c.Name, i, s.UUID)
 		}
 	}
 	switch vendor {
 	case device.VendorNVIDIA:
 		d.nvidia(cfg, podUID, c)
+		d.removeDeviceList(ctr)
+		d.withhold(device.VendorAscend, ctr)
 	case device.VendorAscend:
 		d.ascend(c)
+		d.withhold(device.VendorNVIDIA, ctr)
 	default:
 		return nil, fmt.Errorf("container %s: unknown vendor %q", c.Name, vendor)
 	}
@@ -131,9 +212,14 @@ func (d *Decision) nvidia(cfg *Config, podUID string, c *device.ContainerAllocat
 		d.Env["CUDA_DEVICE_MEMORY_LIMIT_"+strconv.Itoa(i)] = strconv.FormatInt(s.MemoryMiB, 10) + "m"
 		cores = max(cores, s.Cores)
 	}
-	// The NVIDIA container runtime reads this; the order of the UUIDs is
-	// the CUDA ordinal order the limits file uses.
-	d.Env["NVIDIA_VISIBLE_DEVICES"] = strings.Join(uuids, ",")
+	// The NVIDIA container toolkit reads this; the order of the UUIDs is
+	// the CUDA ordinal order the limits file uses. The /dev/null mounts
+	// say the same to a toolkit that takes only those from unprivileged
+	// containers (docs/security.md).
+	d.Env[device.NVIDIAVisibleDevicesEnv] = strings.Join(uuids, ",")
+	for _, u := range uuids {
+		d.Mounts = append(d.Mounts, Mount{Host: device.NVIDIADeviceListSource, Container: path.Join(device.NVIDIADeviceListRoot, u), ReadOnly: true})
+	}
 	if cores > 0 && cores < device.MaxCores {
 		d.Env["CUDA_DEVICE_SM_LIMIT"] = strconv.Itoa(cores)
 	}
@@ -164,9 +250,9 @@ func (d *Decision) ascend(c *device.ContainerAllocation) {
 	}
 	// Ascend's container runtime reads these; a vNPU is carved from the
 	// card by template at container start.
-	d.Env["ASCEND_VISIBLE_DEVICES"] = strings.Join(ids, ",")
+	d.Env[device.AscendVisibleDevicesEnv] = strings.Join(ids, ",")
 	if t := c.Devices[0].Template; t != "" && len(c.Devices) == 1 {
-		d.Env["ASCEND_VNPU_SPECS"] = t
+		d.Env[device.AscendVNPUSpecsEnv] = t
 	}
 }
 

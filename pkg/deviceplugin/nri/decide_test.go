@@ -25,7 +25,7 @@ var (
 )
 
 func TestDecideNVIDIA(t *testing.T) {
-	d, err := Decide(cfg, "uid-1", allocation(t, "n1", cardA, cardB), "main", []string{RequestEnv + "=nvidia.com/gpu"})
+	d, err := Decide(cfg, Pod{UID: "uid-1", Annotations: allocation(t, "n1", cardA, cardB)}, Container{Name: "main", Env: []string{RequestEnv + "=nvidia.com/gpu"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,12 +35,19 @@ func TestDecideNVIDIA(t *testing.T) {
 		"CUDA_DEVICE_MEMORY_LIMIT_1":  "4000m",
 		"CUDA_DEVICE_SM_LIMIT":        "30",
 		"GPU_CORE_UTILIZATION_POLICY": "default",
+		// No Ascend card, whatever the image says.
+		"ASCEND_VISIBLE_DEVICES":    "",
+		"ASCEND_RT_VISIBLE_DEVICES": "",
 	}
 	if diff := cmp.Diff(wantEnv, d.Env); diff != "" {
 		t.Errorf("env (-want,+got):\n%s", diff)
 	}
 	dir := "/var/lib/mosaic/containers/uid-1/main"
 	wantMounts := []Mount{
+		// The device list a toolkit that ignores the env of unprivileged
+		// containers reads (docs/security.md).
+		{Host: "/dev/null", Container: "/var/run/nvidia-container-devices/GPU-a", ReadOnly: true},
+		{Host: "/dev/null", Container: "/var/run/nvidia-container-devices/GPU-b", ReadOnly: true},
 		{Host: dir + "/limits.conf", Container: "/run/mosaic/limits.conf", ReadOnly: true},
 		{Host: dir + "/shared", Container: "/run/mosaic/shared"},
 		{Host: "/opt/mosaic/libmosaic-enforcer.so", Container: EnforcerPath, ReadOnly: true},
@@ -62,40 +69,39 @@ func TestDecideNVIDIA(t *testing.T) {
 
 func TestDecideAscend(t *testing.T) {
 	s := device.Share{UUID: "NPU-1", Index: 2, Vendor: device.VendorAscend, MemoryMiB: 16384, Cores: 25, Template: "vir05_1c_16g"}
-	d, err := Decide(cfg, "uid-2", allocation(t, "n1", s), "main", nil)
+	d, err := Decide(cfg, Pod{UID: "uid-2", Annotations: allocation(t, "n1", s)}, Container{Name: "main"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if diff := cmp.Diff(map[string]string{"ASCEND_VISIBLE_DEVICES": "2", "ASCEND_VNPU_SPECS": "vir05_1c_16g"}, d.Env); diff != "" {
+	if diff := cmp.Diff(map[string]string{"ASCEND_VISIBLE_DEVICES": "2", "ASCEND_VNPU_SPECS": "vir05_1c_16g", "NVIDIA_VISIBLE_DEVICES": "void"}, d.Env); diff != "" {
 		t.Errorf("env (-want,+got):\n%s", diff)
 	}
 }
 
 func TestDecideRefusals(t *testing.T) {
 	req := []string{RequestEnv + "=nvidia.com/gpu"}
+	uuid := func(u string) device.Share {
+		s := cardA
+		s.UUID = u
+		return s
+	}
 	tests := []struct {
 		name string
 		ann  map[string]string
 		ctr  string
 		env  []string
-		want string // "" means no adjustment and no error
+		want string
 	}{
-		{"plain container", nil, "main", nil, ""},
-		{"other container of a device pod", allocation(t, "n1", cardA), "sidecar", nil, ""},
 		{"missing allocation", nil, "main", req, "has no mosaic.io/allocation annotation"},
 		{"container not allocated", allocation(t, "n1", cardA), "sidecar", req, "lists none for it"},
 		{"other node", allocation(t, "n2", cardA), "main", req, "for node n2, not this node n1"},
 		{"corrupt", map[string]string{device.AllocationAnnotation: `{"v":1`}, "main", req, "unreadable"},
+		{"uuid with a comma", allocation(t, "n1", uuid("GPU-a,all")), "main", req, `devices[0].uuid "GPU-a,all" must not contain commas`},
+		{"uuid leaving the device list", allocation(t, "n1", uuid("../../etc")), "main", req, `devices[0].uuid "../../etc"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			d, err := Decide(cfg, "uid", tc.ann, tc.ctr, tc.env)
-			if tc.want == "" {
-				if err != nil || d != nil {
-					t.Fatalf("got %+v, %v; want no adjustment", d, err)
-				}
-				return
-			}
+			_, err := Decide(cfg, Pod{UID: "uid", Annotations: tc.ann}, Container{Name: tc.ctr, Env: tc.env})
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error = %v, want it to contain %q", err, tc.want)
 			}
@@ -103,19 +109,81 @@ func TestDecideRefusals(t *testing.T) {
 	}
 }
 
+// A container without an allocation gets no card of any vendor, whatever
+// its image's env or its pod's mounts select; an exempt namespace's are
+// left alone.
+func TestDecideWithoutCards(t *testing.T) {
+	none := map[string]string{"NVIDIA_VISIBLE_DEVICES": "void", "ASCEND_VISIBLE_DEVICES": "", "ASCEND_RT_VISIBLE_DEVICES": ""}
+	cudaImage := []string{"NVIDIA_VISIBLE_DEVICES=all", "CUDA_VERSION=12.4.1", "ASCEND_VISIBLE_DEVICES=0-7"}
+	exempt := &Config{NodeName: "n1", ExemptNamespaces: []string{"gpu-operator"}}
+	tests := []struct {
+		name       string
+		cfg        *Config
+		pod        Pod
+		ctr        Container
+		wantRemove []string
+		exempt     bool
+	}{
+		{name: "plain pod from a CUDA image", cfg: cfg, pod: Pod{UID: "u"}, ctr: Container{Name: "main", Env: cudaImage}},
+		{name: "unlisted sidecar of a device pod", cfg: cfg, pod: Pod{UID: "u", Annotations: allocation(t, "n1", cardA)}, ctr: Container{Name: "sidecar", Env: cudaImage}},
+		{name: "kubectl debug container", cfg: cfg, pod: Pod{UID: "u", Annotations: allocation(t, "n1", cardA)}, ctr: Container{Name: "debugger-x7k2p"}},
+		{name: "device list mounted by the pod", cfg: cfg, pod: Pod{UID: "u"},
+			ctr:        Container{Name: "main", Mounts: []string{"/data", "/var/run/nvidia-container-devices/all", "/var/run/nvidia-container-devices/"}},
+			wantRemove: []string{"/var/run/nvidia-container-devices/all", "/var/run/nvidia-container-devices/"}},
+		{name: "exempt namespace", cfg: exempt, pod: Pod{UID: "u", Namespace: "gpu-operator"}, ctr: Container{Name: "dcgm-exporter", Env: cudaImage}, exempt: true},
+		{name: "not exempt", cfg: exempt, pod: Pod{UID: "u", Namespace: "team-a"}, ctr: Container{Name: "main", Env: cudaImage}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := Decide(tc.cfg, tc.pod, tc.ctr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.exempt {
+				if d != nil {
+					t.Fatalf("exempt container adjusted: %+v", d)
+				}
+				return
+			}
+			if diff := cmp.Diff(none, d.Env); diff != "" {
+				t.Errorf("env (-want,+got):\n%s", diff)
+			}
+			if diff := cmp.Diff(tc.wantRemove, d.RemoveMounts); diff != "" {
+				t.Errorf("removed mounts (-want,+got):\n%s", diff)
+			}
+			if len(d.Mounts) != 0 || len(d.Files) != 0 || len(d.Dirs) != 0 {
+				t.Errorf("a container without cards gets mounts %v, files %v, dirs %v", d.Mounts, d.Files, d.Dirs)
+			}
+		})
+	}
+}
+
+// A granted container's own device-list mounts stay; any other under the
+// root goes.
+func TestDecideKeepsOnlyItsDeviceList(t *testing.T) {
+	d, err := Decide(cfg, Pod{UID: "u", Annotations: allocation(t, "n1", cardA)},
+		Container{Name: "main", Mounts: []string{"/var/run/nvidia-container-devices/GPU-a", "/var/run/nvidia-container-devices/GPU-b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"/var/run/nvidia-container-devices/GPU-b"}, d.RemoveMounts); diff != "" {
+		t.Errorf("removed mounts (-want,+got):\n%s", diff)
+	}
+}
+
 func TestDecideRequiresTheSchedulersSignature(t *testing.T) {
 	key := []byte(strings.Repeat("s", 32))
 	signed := &Config{NodeName: "n1", AllocationKey: key}
 	ann := allocation(t, "n1", cardA)
-	if _, err := Decide(signed, "uid-1", ann, "main", nil); err == nil || !strings.Contains(err.Error(), "not signed") {
+	if _, err := Decide(signed, Pod{UID: "uid-1", Annotations: ann}, Container{Name: "main"}); err == nil || !strings.Contains(err.Error(), "not signed") {
 		t.Fatalf("unsigned allocation: %v", err)
 	}
 	ann[device.SignatureAnnotation] = device.Sign(key, "uid-1", ann[device.AllocationAnnotation])
-	if d, err := Decide(signed, "uid-1", ann, "main", nil); err != nil || d.Env["NVIDIA_VISIBLE_DEVICES"] != "GPU-a" {
+	if d, err := Decide(signed, Pod{UID: "uid-1", Annotations: ann}, Container{Name: "main"}); err != nil || d.Env["NVIDIA_VISIBLE_DEVICES"] != "GPU-a" {
 		t.Fatalf("signed allocation: %+v, %v", d, err)
 	}
 	// The same annotations copied onto another pod do not verify.
-	if _, err := Decide(signed, "uid-2", ann, "main", nil); err == nil || !strings.Contains(err.Error(), "does not match") {
+	if _, err := Decide(signed, Pod{UID: "uid-2", Annotations: ann}, Container{Name: "main"}); err == nil || !strings.Contains(err.Error(), "does not match") {
 		t.Fatalf("copied allocation: %v", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 
 	"github.com/containerd/nri/pkg/api"
@@ -41,9 +42,16 @@ func (p *Plugin) Run(ctx context.Context) error { return p.stub.Run(ctx) }
 // Stop disconnects from the runtime.
 func (p *Plugin) Stop() { p.stub.Stop() }
 
-// CreateContainer gives a device container its cards, limits and enforcer.
+// CreateContainer gives a device container its cards, limits and
+// enforcer, and any other container no card.
 func (p *Plugin) CreateContainer(_ context.Context, pod *api.PodSandbox, ctr *api.Container) (*api.ContainerAdjustment, []*api.ContainerUpdate, error) {
-	d, err := Decide(&p.cfg, pod.GetUid(), pod.GetAnnotations(), ctr.GetName(), ctr.GetEnv())
+	mounts := make([]string, 0, len(ctr.GetMounts()))
+	for _, m := range ctr.GetMounts() {
+		mounts = append(mounts, m.GetDestination())
+	}
+	d, err := Decide(&p.cfg,
+		Pod{UID: pod.GetUid(), Namespace: pod.GetNamespace(), Annotations: pod.GetAnnotations()},
+		Container{Name: ctr.GetName(), Env: ctr.GetEnv(), Mounts: mounts})
 	if err != nil {
 		p.logger.Error(err, "Refusing container", "pod", klog.KRef(pod.GetNamespace(), pod.GetName()), "container", ctr.GetName())
 		return nil, nil, fmt.Errorf("mosaic: pod %s/%s: %w", pod.GetNamespace(), pod.GetName(), err)
@@ -110,6 +118,9 @@ func (d *Decision) Adjustment() *api.ContainerAdjustment {
 			opts = []string{"rbind", "ro"}
 		}
 		a.AddMount(&api.Mount{Source: m.Host, Destination: m.Container, Type: "bind", Options: opts})
+	}
+	for _, m := range slices.Sorted(slices.Values(d.RemoveMounts)) {
+		a.RemoveMount(m)
 	}
 	return a
 }

@@ -1,4 +1,4 @@
-package agent
+package device
 
 import (
 	"os"
@@ -33,7 +33,7 @@ int main(int argc, char **argv) {
 }
 `
 
-func TestEnforcerUsageLayout(t *testing.T) {
+func TestAccountingLayout(t *testing.T) {
 	if _, err := exec.LookPath("gcc"); err != nil {
 		t.Fatal("gcc is needed to check the layout against native/src/shared.h")
 	}
@@ -43,10 +43,10 @@ func TestEnforcerUsageLayout(t *testing.T) {
 		t.Fatal(err)
 	}
 	bin := filepath.Join(dir, "layout")
-	if out, err := exec.Command("gcc", "-std=c11", "-I../../../native/src", "-o", bin, src).CombinedOutput(); err != nil {
+	if out, err := exec.Command("gcc", "-std=c11", "-I../../native/src", "-o", bin, src).CombinedOutput(); err != nil {
 		t.Fatalf("gcc: %v\n%s", err, out)
 	}
-	file := filepath.Join(dir, shmFile)
+	file := filepath.Join(dir, AccountingFile)
 	out, err := exec.Command(bin, file).Output()
 	if err != nil {
 		t.Fatal(err)
@@ -65,14 +65,21 @@ func TestEnforcerUsageLayout(t *testing.T) {
 			t.Errorf("layout field %d: C says %d, Go assumes %d", i, got[i], want[i])
 		}
 	}
-	used, err := readEnforcerUsage(file)
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) != AccountingSize {
+		t.Errorf("the C program wrote %d bytes, Go assumes %d", len(b), AccountingSize)
+	}
+	used, err := ParseAccounting(b)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if used[0] != 1024 || used[1] != 7 || used[2] != 0 {
 		t.Errorf("usage = %v, want card 0: 1024 (freed slot not counted), card 1: 7", used[:3])
 	}
-	if _, err := readEnforcerUsage(src); err == nil {
+	if _, err := ParseAccounting(make([]byte, AccountingSize)); err == nil {
 		t.Error("a file that is not an accounting file was read")
 	}
 }

@@ -1,0 +1,65 @@
+package integration
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/containerd/nri/pkg/api"
+
+	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/nri"
+	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/nri/nritest"
+)
+
+// Containers from a CUDA image (NVIDIA_VISIBLE_DEVICES=all) created through
+// the node agent's NRI plugin: the container the real scheduler gave cards
+// to starts with exactly those; its pod's unlisted sidecar, a kubectl debug
+// container in it, and a pod without a GPU request start with none.
+func TestNRIOnlyAllocatedContainersGetCards(t *testing.T) {
+	e := newEnv(t, nil, a100("iso", 4))
+	gpu, alloc := e.mustBind(podSpec{name: "gpu", limits: map[string]string{"nvidia.com/gpu": "2", "nvidia.com/gpumem": "1000"}})
+	plain := e.run(podSpec{name: "plain"})
+	rt, _ := startNRIPlugin(t, e, nri.Config{NodeName: "iso"}, gpu)
+
+	cudaImage := []string{"NVIDIA_VISIBLE_DEVICES=all", "CUDA_VERSION=12.4.1"}
+	granted := alloc.Containers[0].Devices[0].UUID + "," + alloc.Containers[0].Devices[1].UUID
+	tests := []struct {
+		name, ctr string
+		sandbox   *api.PodSandbox
+		env       []string
+		want      string
+	}{
+		{"allocated container", "c0", sandbox(gpu), append([]string{nri.RequestEnv + "=nvidia.com/gpu"}, cudaImage...), granted},
+		{"unlisted sidecar", "sidecar", sandbox(gpu), cudaImage, "void"},
+		{"kubectl debug container", "debugger-x7k2p", sandbox(gpu), cudaImage, "void"},
+		{"pod without a GPU request", "c0", sandbox(plain), cudaImage, "void"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			ctr := &api.Container{Id: tc.ctr + "-" + tc.sandbox.Uid, PodSandboxId: tc.sandbox.Id, Name: tc.ctr, Env: append([]string(nil), tc.env...)}
+			spec, _, err := rt.CreateContainerSpec(e.ctx, tc.sandbox, ctr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := nritest.Env(spec)["NVIDIA_VISIBLE_DEVICES"]; got != tc.want {
+				t.Errorf("NVIDIA_VISIBLE_DEVICES=%s, want %s", got, tc.want)
+			}
+			// The same cards as /dev/null mounts, for a toolkit that
+			// takes only those (in any order: the runtime sorts mounts).
+			var listed, want []string
+			for _, m := range spec.Mounts {
+				if card, ok := strings.CutPrefix(m.Destination, "/var/run/nvidia-container-devices/"); ok {
+					listed = append(listed, card)
+				}
+			}
+			if tc.want != "void" {
+				want = strings.Split(tc.want, ",")
+			}
+			slices.Sort(listed)
+			slices.Sort(want)
+			if !slices.Equal(listed, want) {
+				t.Errorf("device-list mounts name %v, want %v", listed, want)
+			}
+		})
+	}
+}
