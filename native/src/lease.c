@@ -26,8 +26,15 @@ static uint64_t pack(int proc, uint64_t end_ns)
 static struct mosaic_region *map_region(const char *path)
 {
 	int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0 && errno == ENOENT)
-		fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0666);
+	if (fd < 0 && errno == ENOENT) {
+		/* Containers sharing the card may run as different users: the
+		 * first one makes the file writable by all, whatever its umask. */
+		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0666);
+		if (fd >= 0)
+			fchmod(fd, 0666);
+		else if (errno == EEXIST)
+			fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
+	}
 	if (fd < 0)
 		return NULL;
 	void *p = MAP_FAILED;

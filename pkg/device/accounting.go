@@ -26,8 +26,10 @@ const (
 	shmOffLive   = 40
 	shmOffSlots  = 1216
 	shmSlotSize  = 192
-	slotOffPID   = 0
-	slotOffUsed  = 16
+	// The slot's owner word packs a generation above the pid: the pid is
+	// the int32 at offset 0 (0 free, -1 being reclaimed).
+	slotOffPID  = 0
+	slotOffUsed = 16
 )
 
 // ReadAccounting sums, per card ordinal, the bytes the live processes of
@@ -39,7 +41,7 @@ const (
 // but a regular file is refused without opening what it names, and at most
 // AccountingSize bytes are read.
 func ReadAccounting(path string) ([]uint64, error) {
-	b, err := readAccountingFile(path)
+	b, err := readTenantFile(path, AccountingSize)
 	if err != nil {
 		return nil, err
 	}

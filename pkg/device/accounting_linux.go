@@ -9,14 +9,15 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// readAccountingFile reads the first AccountingSize bytes of a regular
-// file. It opens the path with O_PATH|O_NOFOLLOW first: that neither
+// readTenantFile reads the first size bytes of a regular file a tenant can
+// write (its accounting file, a card region). It opens the path with
+// O_PATH|O_NOFOLLOW first: that neither
 // follows a symlink nor opens what the path names, so a FIFO cannot block
 // and a device node's driver is not called (a watchdog arms on open, a
 // tape rewinds). Only once fstat says it is a regular file of the full
 // size is that same file, not the path the container may have replaced
 // since, opened for reading through /proc/self/fd.
-func readAccountingFile(path string) ([]byte, error) {
+func readTenantFile(path string, size int) ([]byte, error) {
 	pfd, err := unix.Open(path, unix.O_PATH|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
@@ -29,8 +30,8 @@ func readAccountingFile(path string) ([]byte, error) {
 	if kind := st.Mode & unix.S_IFMT; kind != unix.S_IFREG {
 		return nil, fmt.Errorf("%s: is a %s, want a regular file", path, fileKind(kind))
 	}
-	if st.Size < AccountingSize {
-		return nil, fmt.Errorf("%s: %d bytes, want %d", path, st.Size, AccountingSize)
+	if st.Size < int64(size) {
+		return nil, fmt.Errorf("%s: %d bytes, want %d", path, st.Size, size)
 	}
 	fd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(pfd), unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
 	if err != nil {
@@ -38,12 +39,12 @@ func readAccountingFile(path string) ([]byte, error) {
 	}
 	f := os.NewFile(uintptr(fd), path)
 	defer f.Close()
-	b := make([]byte, AccountingSize)
+	b := make([]byte, size)
 	// ReadAt of a regular file returns all of b or an error; the file
 	// may have been truncated since the fstat.
 	if _, err := f.ReadAt(b, 0); err != nil {
 		if err == io.EOF {
-			return nil, fmt.Errorf("%s: truncated while read, want %d bytes", path, AccountingSize)
+			return nil, fmt.Errorf("%s: truncated while read, want %d bytes", path, size)
 		}
 		return nil, err
 	}

@@ -7,8 +7,8 @@ import (
 	"fmt"
 )
 
-// readAccountingFile needs Linux's O_PATH to open a file a tenant controls
+// readTenantFile needs Linux's O_PATH to open a file a tenant controls
 // without side effects; the node agent runs on Linux only.
-func readAccountingFile(path string) ([]byte, error) {
+func readTenantFile(path string, size int) ([]byte, error) {
 	return nil, fmt.Errorf("%s: %w: reading accounting files needs Linux", path, errors.ErrUnsupported)
 }

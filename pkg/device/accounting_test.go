@@ -23,9 +23,9 @@ int main(int argc, char **argv) {
 		offsetof(struct mosaic_shm, nslots), offsetof(struct mosaic_shm, live), offsetof(struct mosaic_shm, slots),
 		sizeof(struct mosaic_slot), offsetof(struct mosaic_slot, used), MOSAIC_SHM_SLOTS, MOSAIC_MAX_CARDS);
 	shm.magic = MOSAIC_SHM_MAGIC; shm.version = MOSAIC_SHM_VERSION; shm.nslots = MOSAIC_SHM_SLOTS;
-	shm.slots[3].pid = 100; shm.slots[3].used[0] = 1000; shm.slots[3].used[1] = 7;
-	shm.slots[700].pid = 200; shm.slots[700].used[0] = 24;
-	shm.slots[9].pid = 0; shm.slots[9].used[0] = 5555; /* freed, bit clear */
+	shm.slots[3].owner = (7ull << 32) | 100; shm.slots[3].used[0] = 1000; shm.slots[3].used[1] = 7;
+	shm.slots[700].owner = 200; shm.slots[700].used[0] = 24;
+	shm.slots[9].owner = 5ull << 32; shm.slots[9].used[0] = 5555; /* freed, bit clear */
 	shm.live[0] = 1ull << 3; shm.live[700 / 64] = 1ull << (700 % 64);
 	FILE *f = fopen(argv[1], "wb");
 	fwrite(&shm, sizeof shm, 1, f);
@@ -55,6 +55,9 @@ func TestAccountingLayout(t *testing.T) {
 	for _, f := range strings.Fields(string(out)) {
 		n, _ := strconv.Atoi(f)
 		got = append(got, n)
+	}
+	if shmMaxCards != MaxCardsPerContainer {
+		t.Errorf("the accounting file has %d cards, requests allow %d per container", shmMaxCards, MaxCardsPerContainer)
 	}
 	want := []int{shmOffMagic, shmOffVer, shmOffNSlots, shmOffLive, shmOffSlots, shmSlotSize, slotOffUsed, shmSlots, shmMaxCards}
 	if len(got) != len(want) {

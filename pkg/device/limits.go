@@ -157,11 +157,14 @@ func (l *Limits) validate() error {
 	default:
 		return fmt.Errorf("limits policy %q is not one of default, force, disable", l.Policy)
 	}
+	if len(l.Cards) > MaxCardsPerContainer {
+		return fmt.Errorf("limits: %d cards, at most %d", len(l.Cards), MaxCardsPerContainer)
+	}
 	ords, uuids := map[int]bool{}, map[string]bool{}
 	for _, c := range l.Cards {
 		switch {
-		case c.Ordinal < 0 || ords[c.Ordinal]:
-			return fmt.Errorf("limits card %d: ordinal must be unique and >= 0", c.Ordinal)
+		case c.Ordinal < 0 || c.Ordinal >= MaxCardsPerContainer || ords[c.Ordinal]:
+			return fmt.Errorf("limits card %d: ordinal must be unique and in 0..%d", c.Ordinal, MaxCardsPerContainer-1)
 		case c.UUID == "" || strings.ContainsAny(c.UUID, " \t=") || uuids[c.UUID]:
 			return fmt.Errorf("limits card %d: uuid %q must be unique, non-empty, without spaces or '='", c.Ordinal, c.UUID)
 		case c.Cores < 0 || c.Cores > MaxCores:

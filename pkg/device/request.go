@@ -93,7 +93,11 @@ type ParseOptions struct {
 
 // Request limits.
 const (
-	MaxCardsPerContainer = 64
+	// MaxCardsPerContainer is the enforcer's MOSAIC_MAX_CARDS: the
+	// ordinals of the limits file and the accounting file's per-card
+	// counters have that many places (accounting_test.go checks the C
+	// header). No node holds more cards today.
+	MaxCardsPerContainer = 16
 	MaxCores             = 100
 	MaxMemoryPercent     = 100
 )

@@ -96,7 +96,7 @@ func TestParsePodRequest(t *testing.T) {
 		{name: "percentage above 100", pod: pod(nil, container("c", map[string]string{"nvidia.com/gpu": "1", "nvidia.com/gpumem-percentage": "101"})), wantErr: "nvidia.com/gpumem-percentage=101 must be an integer in 1..100"},
 		{name: "gpumem without gpu", pod: pod(nil, container("c", map[string]string{"nvidia.com/gpumem": "1000"})), wantErr: "nvidia.com/gpumem needs nvidia.com/gpu"},
 		{name: "mem and percentage", pod: pod(nil, container("c", map[string]string{"nvidia.com/gpu": "1", "nvidia.com/gpumem": "10", "nvidia.com/gpumem-percentage": "10"})), wantErr: "not both"},
-		{name: "fractional gpu count", pod: pod(nil, container("c", map[string]string{"nvidia.com/gpu": "500m"})), wantErr: "nvidia.com/gpu=500m must be an integer in 1..64"},
+		{name: "fractional gpu count", pod: pod(nil, container("c", map[string]string{"nvidia.com/gpu": "500m"})), wantErr: "nvidia.com/gpu=500m must be an integer in 1..16"},
 		{name: "unknown ascend model", pod: pod(nil, container("c", map[string]string{"huawei.com/Ascend999": "1"})), wantErr: "unknown Ascend model"},
 		{name: "ascend memory above the card", pod: pod(nil, container("c", map[string]string{"huawei.com/Ascend310P": "1", "huawei.com/Ascend310P-memory": "30000"})), wantErr: "huawei.com/Ascend310P-memory=30k must be an integer in 1..21527"},
 		{name: "ascend memory without card", pod: pod(nil, container("c", map[string]string{"huawei.com/Ascend310P-memory": "3000"})), wantErr: "needs huawei.com/Ascend310P"},

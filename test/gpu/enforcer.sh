@@ -38,12 +38,13 @@ P=$W/probe
 UUID=$(nvidia-smi --query-gpu=uuid --format=csv,noheader -i 0 | tr -d ' ')
 GiB=$((1 << 30))
 LIMIT=$((4 * GiB))
-limits() { # file memory cores
-	printf 'mosaic-limits 1\npolicy default\ncard 0 %s memory=%s cores=%s\n' "$UUID" "$2" "$3" >"$1"
+limits() { # file memory cores [policy]
+	printf 'mosaic-limits 1\npolicy %s\ncard 0 %s memory=%s cores=%s\n' "${4:-default}" "$UUID" "$2" "$3" >"$1"
 }
 limits "$W/mem.conf" $LIMIT 0
-limits "$W/c25.conf" 0 25
-limits "$W/c50.conf" 0 50
+# force: a lone container under default may use the idle card (docs/enforcer.md).
+limits "$W/c25.conf" 0 25 force
+limits "$W/c50.conf" 0 50 force
 limits "$W/c99.conf" 0 99
 limits "$W/big.conf" $((120 * GiB)) 0 # accounting on, never binding
 [ -e /run/mosaic/limits.conf ] && echo "WARNING: /run/mosaic/limits.conf exists and wins over MOSAIC_LIMITS_FILE"

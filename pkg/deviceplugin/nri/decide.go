@@ -234,6 +234,13 @@ func (d *Decision) nvidia(cfg *Config, podUID string, c *device.ContainerAllocat
 	d.Files[filepath.Join(dir, "limits.conf")] = limits
 	d.Files[filepath.Join(cfg.StateDir, "ld.so.preload")] = EnforcerPath + "\n"
 	d.Dirs = append(d.Dirs, filepath.Join(dir, "shared"))
+	// Every container holding a share of a card takes turns on it in the
+	// card's region: one directory per card, shared by those containers.
+	for _, u := range uuids {
+		host := filepath.Join(CardRegionsDir(cfg.StateDir), u)
+		d.Dirs = append(d.Dirs, host)
+		d.Mounts = append(d.Mounts, Mount{Host: host, Container: path.Join(device.CardRegionDir, u)})
+	}
 	d.Mounts = append(d.Mounts,
 		Mount{Host: filepath.Join(dir, "limits.conf"), Container: device.LimitsPath, ReadOnly: true},
 		Mount{Host: filepath.Join(dir, "shared"), Container: device.SharedDir},
@@ -255,6 +262,10 @@ func (d *Decision) ascend(c *device.ContainerAllocation) {
 		d.Env[device.AscendVNPUSpecsEnv] = t
 	}
 }
+
+// CardRegionsDir is where the cards' regions live on the host: one
+// directory per card UUID, each mounted into the containers holding it.
+func CardRegionsDir(stateDir string) string { return filepath.Join(stateDir, "cards") }
 
 // ContainerStateDir is where a container's files live on the host.
 func ContainerStateDir(stateDir, podUID string) string {

@@ -48,6 +48,9 @@ func TestDecideNVIDIA(t *testing.T) {
 		// containers reads (docs/security.md).
 		{Host: "/dev/null", Container: "/var/run/nvidia-container-devices/GPU-a", ReadOnly: true},
 		{Host: "/dev/null", Container: "/var/run/nvidia-container-devices/GPU-b", ReadOnly: true},
+		// Each card's region, where the containers sharing it take turns.
+		{Host: "/var/lib/mosaic/cards/GPU-a", Container: "/run/mosaic/cards/GPU-a"},
+		{Host: "/var/lib/mosaic/cards/GPU-b", Container: "/run/mosaic/cards/GPU-b"},
 		{Host: dir + "/limits.conf", Container: "/run/mosaic/limits.conf", ReadOnly: true},
 		{Host: dir + "/shared", Container: "/run/mosaic/shared"},
 		{Host: "/opt/mosaic/libmosaic-enforcer.so", Container: EnforcerPath, ReadOnly: true},

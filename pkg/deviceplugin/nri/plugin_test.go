@@ -61,8 +61,11 @@ func TestPluginOverNRI(t *testing.T) {
 	if env["NVIDIA_VISIBLE_DEVICES"] != "GPU-a" || env["CUDA_DEVICE_MEMORY_LIMIT_0"] != "3000m" {
 		t.Errorf("env = %v", env)
 	}
-	if len(adj.GetMounts()) != 5 {
-		t.Errorf("mounts = %v, want the device list and the enforcer's four", adj.GetMounts())
+	if len(adj.GetMounts()) != 6 {
+		t.Errorf("mounts = %v, want the device list, the card's region and the enforcer's four", adj.GetMounts())
+	}
+	if st, err := os.Stat(filepath.Join(state, "cards", "GPU-a")); err != nil || !st.IsDir() {
+		t.Errorf("the card's region directory was not created: %v", err)
 	}
 	b, err := os.ReadFile(filepath.Join(state, "containers", "uid-1", "main", "limits.conf"))
 	if err != nil {

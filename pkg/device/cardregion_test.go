@@ -1,0 +1,98 @@
+package device
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// A C program built against the enforcer's own header prints the layout
+// the Go reader assumes and writes a region with two tenants.
+const regionProgram = `
+#include <stddef.h>
+#include <stdio.h>
+#include "lease.h"
+static struct mosaic_region r;
+int main(int argc, char **argv) {
+	printf("%zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %zu %d %d\n",
+		offsetof(struct mosaic_region, magic), offsetof(struct mosaic_region, version),
+		offsetof(struct mosaic_region, switches), offsetof(struct mosaic_region, tenants),
+		sizeof(struct mosaic_tenant), offsetof(struct mosaic_tenant, key), offsetof(struct mosaic_tenant, share),
+		offsetof(struct mosaic_tenant, force), offsetof(struct mosaic_tenant, busy_ns),
+		offsetof(struct mosaic_tenant, want_ns), offsetof(struct mosaic_tenant, leases),
+		offsetof(struct mosaic_region, procs), sizeof(struct mosaic_lease_proc),
+		MOSAIC_REGION_TENANTS, MOSAIC_REGION_PROCS);
+	r.magic = MOSAIC_REGION_MAGIC; r.version = MOSAIC_REGION_VERSION; r.switches = 9;
+	r.tenants[0].key = 77; r.tenants[0].share = 30; r.tenants[0].force = 1; r.tenants[0].busy_ns = 1000;
+	r.tenants[5].key = 88; r.tenants[5].share = 0; r.tenants[5].leases = 4;
+	FILE *f = fopen(argv[1], "wb");
+	fwrite(&r, sizeof r, 1, f);
+	return fclose(f);
+}
+`
+
+func TestCardRegionLayout(t *testing.T) {
+	if _, err := exec.LookPath("gcc"); err != nil {
+		t.Fatal("gcc is needed to check the layout against native/src/lease.h")
+	}
+	dir := t.TempDir()
+	src := filepath.Join(dir, "region.c")
+	if err := os.WriteFile(src, []byte(regionProgram), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "region")
+	if out, err := exec.Command("gcc", "-std=c11", "-I../../native/src", "-o", bin, src).CombinedOutput(); err != nil {
+		t.Fatalf("gcc: %v\n%s", err, out)
+	}
+	file := filepath.Join(dir, CardRegionFile)
+	out, err := exec.Command(bin, file).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	for _, f := range strings.Fields(string(out)) {
+		n, _ := strconv.Atoi(f)
+		got = append(got, n)
+	}
+	want := []int{regOffMagic, regOffVersion, regOffSwitches, regOffTenants, regTenantSize, tenOffKey, tenOffShare,
+		tenOffForce, tenOffBusy, tenOffWant, tenOffLeases, regOffProcs, regProcSize, regTenants, regProcs}
+	if len(got) != len(want) {
+		t.Fatalf("layout program printed %q", out)
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("layout field %d: C says %d, Go assumes %d", i, got[i], want[i])
+		}
+	}
+	r, err := ReadCardRegion(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Switches != 9 || len(r.Tenants) != 2 {
+		t.Fatalf("region = %+v, want 9 switches and 2 tenants", r)
+	}
+	if a := r.Tenants[0]; a.Key != 77 || a.Share != 30 || !a.Force || a.BusyNs != 1000 {
+		t.Errorf("tenant 0 = %+v", a)
+	}
+	if b := r.Tenants[1]; b.Key != 88 || b.Share != 0 || b.Force || b.Leases != 4 {
+		t.Errorf("tenant 1 = %+v", b)
+	}
+}
+
+func TestParseCardRegionRejects(t *testing.T) {
+	if _, err := ParseCardRegion(make([]byte, 10)); err == nil {
+		t.Error("a short region was accepted")
+	}
+	r, err := ParseCardRegion(make([]byte, CardRegionSize))
+	if err != nil || len(r.Tenants) != 0 {
+		t.Errorf("a zero-filled region: %+v, %v; want no tenants", r, err)
+	}
+	b := make([]byte, CardRegionSize)
+	copy(b, []byte("junkjunkjunk"))
+	if _, err := ParseCardRegion(b); err == nil {
+		t.Error("a region of unknown layout was accepted")
+	}
+}
