@@ -307,7 +307,8 @@ func TestNodeAgentWithoutNRI(t *testing.T) {
 		if want := a.Containers[0].Devices[0].UUID; got.Envs["NVIDIA_VISIBLE_DEVICES"] != want {
 			t.Errorf("%s got NVIDIA_VISIBLE_DEVICES=%s, its allocation says %s", waiting.Name, got.Envs["NVIDIA_VISIBLE_DEVICES"], want)
 		}
-		if got.Envs["CUDA_DEVICE_MEMORY_LIMIT_0"] != "1000m" || len(got.Mounts) != 5 {
+		// The device list, the card's region and the enforcer's four.
+		if got.Envs["CUDA_DEVICE_MEMORY_LIMIT_0"] != "1000m" || len(got.Mounts) != 6 {
 			t.Errorf("%s: env %v, mounts %v", waiting.Name, got.Envs, got.Mounts)
 		}
 		handedOut[waiting.Name] = true
