@@ -2,10 +2,6 @@ package device
 
 import (
 	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 )
 
@@ -34,40 +30,12 @@ int main(int argc, char **argv) {
 `
 
 func TestAccountingLayout(t *testing.T) {
-	if _, err := exec.LookPath("gcc"); err != nil {
-		t.Fatal("gcc is needed to check the layout against native/src/shared.h")
-	}
-	dir := t.TempDir()
-	src := filepath.Join(dir, "layout.c")
-	if err := os.WriteFile(src, []byte(layoutProgram), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "layout")
-	if out, err := exec.Command("gcc", "-std=c11", "-I../../native/src", "-o", bin, src).CombinedOutput(); err != nil {
-		t.Fatalf("gcc: %v\n%s", err, out)
-	}
-	file := filepath.Join(dir, AccountingFile)
-	out, err := exec.Command(bin, file).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []int
-	for _, f := range strings.Fields(string(out)) {
-		n, _ := strconv.Atoi(f)
-		got = append(got, n)
-	}
+	got, file := runLayoutProgram(t, layoutProgram, AccountingFile)
 	if shmMaxCards != MaxCardsPerContainer {
 		t.Errorf("the accounting file has %d cards, requests allow %d per container", shmMaxCards, MaxCardsPerContainer)
 	}
 	want := []int{shmOffMagic, shmOffVer, shmOffNSlots, shmOffLive, shmOffSlots, shmSlotSize, slotOffUsed, shmSlots, shmMaxCards}
-	if len(got) != len(want) {
-		t.Fatalf("layout program printed %q", out)
-	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Errorf("layout field %d: C says %d, Go assumes %d", i, got[i], want[i])
-		}
-	}
+	checkLayout(t, got, want)
 	b, err := os.ReadFile(file)
 	if err != nil {
 		t.Fatal(err)

@@ -1,11 +1,6 @@
 package device
 
 import (
-	"os"
-	"os/exec"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"testing"
 )
 
@@ -35,38 +30,10 @@ int main(int argc, char **argv) {
 `
 
 func TestCardRegionLayout(t *testing.T) {
-	if _, err := exec.LookPath("gcc"); err != nil {
-		t.Fatal("gcc is needed to check the layout against native/src/lease.h")
-	}
-	dir := t.TempDir()
-	src := filepath.Join(dir, "region.c")
-	if err := os.WriteFile(src, []byte(regionProgram), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "region")
-	if out, err := exec.Command("gcc", "-std=c11", "-I../../native/src", "-o", bin, src).CombinedOutput(); err != nil {
-		t.Fatalf("gcc: %v\n%s", err, out)
-	}
-	file := filepath.Join(dir, CardRegionFile)
-	out, err := exec.Command(bin, file).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var got []int
-	for _, f := range strings.Fields(string(out)) {
-		n, _ := strconv.Atoi(f)
-		got = append(got, n)
-	}
+	got, file := runLayoutProgram(t, regionProgram, CardRegionFile)
 	want := []int{regOffMagic, regOffVersion, regOffSwitches, regOffTenants, regTenantSize, tenOffKey, tenOffShare,
 		tenOffForce, tenOffBusy, tenOffWant, tenOffLeases, regOffProcs, regProcSize, regTenants, regProcs}
-	if len(got) != len(want) {
-		t.Fatalf("layout program printed %q", out)
-	}
-	for i := range want {
-		if got[i] != want[i] {
-			t.Errorf("layout field %d: C says %d, Go assumes %d", i, got[i], want[i])
-		}
-	}
+	checkLayout(t, got, want)
 	r, err := ReadCardRegion(file)
 	if err != nil {
 		t.Fatal(err)
