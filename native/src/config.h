@@ -8,7 +8,13 @@
 
 #define MOSAIC_MAX_CARDS 16
 #define MOSAIC_UNLIMITED UINT64_MAX
-#define MOSAIC_DEFAULT_LIMITS_FILE "/run/mosaic/limits.conf"
+/* Where the node agent mounts a container's files. A build for tests may
+ * move it (-DMOSAIC_RUN_DIR=...); production builds never do. */
+#ifndef MOSAIC_RUN_DIR
+#define MOSAIC_RUN_DIR "/run/mosaic"
+#endif
+#define MOSAIC_DEFAULT_LIMITS_FILE MOSAIC_RUN_DIR "/limits.conf"
+#define MOSAIC_PREPARED_MARK MOSAIC_RUN_DIR "/shared"
 
 enum mosaic_policy { MOSAIC_POLICY_DISABLE = 0, MOSAIC_POLICY_DEFAULT = 1, MOSAIC_POLICY_FORCE = 2 };
 
@@ -47,6 +53,13 @@ int mosaic_apply_env(struct mosaic_config *cfg, mosaic_getenv_fn get, char *err,
  * exist) and the environment; a rejected configuration fails closed, with one
  * error message. */
 void mosaic_load_config(struct mosaic_config *cfg);
+
+/* 1 in a container the node agent prepared: it always mounts the shared
+ * directory with the limits file. There the limits file, the shared
+ * directory and the card regions are the agent's, never the environment's
+ * (MOSAIC_LIMITS_FILE, MOSAIC_SHARED_DIR, MOSAIC_CARD_DIR are for tests and
+ * for hosts without the agent), and a missing limits file fails closed. */
+int mosaic_prepared(void);
 
 /* The limits of one card: cards[ordinal] if present, else cfg->all. Returns
  * NULL when nothing limits this card. */

@@ -53,7 +53,7 @@ static struct mosaic_dev deny(int ordinal)
 int mosaic_card_region_path(const char *uuid, char *out, size_t n)
 {
 	const char *dir = MOSAIC_DEFAULT_CARD_DIR, *env = getenv("MOSAIC_CARD_DIR");
-	if (env != NULL && env[0] != '\0' && access(MOSAIC_DEFAULT_LIMITS_FILE, F_OK) != 0)
+	if (env != NULL && env[0] != '\0' && !mosaic_prepared())
 		dir = env;
 	/* A UUID names a file: nothing that could leave the directory. */
 	if (uuid[0] == '\0' || strchr(uuid, '/') != NULL || strcmp(uuid, "..") == 0 || strcmp(uuid, ".") == 0)

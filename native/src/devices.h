@@ -45,8 +45,8 @@ int mosaic_dev_count(void);
 
 /* Path of the node's region for the card with this UUID
  * (<card dir>/<uuid>/lease). The card directory is fixed in a container the
- * node agent prepared (its limits file exists); MOSAIC_CARD_DIR may move it
- * only where limits come from the environment. Returns 0, or -1. */
+ * node agent prepared (mosaic_prepared); MOSAIC_CARD_DIR may move it only
+ * elsewhere. Returns 0, or -1. */
 int mosaic_card_region_path(const char *uuid, char *out, size_t n);
 
 /* "GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx" */

@@ -16,12 +16,14 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "config.h"
+
 #define MOSAIC_REGION_MAGIC 0x314e474552534f4dULL /* "MOSREGN1" */
 #define MOSAIC_REGION_VERSION 1
 #define MOSAIC_REGION_TENANTS 64
 #define MOSAIC_REGION_PROCS 512
 #define MOSAIC_REGION_FILE "lease"
-#define MOSAIC_DEFAULT_CARD_DIR "/run/mosaic/cards"
+#define MOSAIC_DEFAULT_CARD_DIR MOSAIC_RUN_DIR "/cards"
 
 /* One container on the card. */
 struct mosaic_tenant {

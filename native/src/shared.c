@@ -59,7 +59,9 @@ static uint64_t start_time(pid_t pid)
 
 static const char *shared_dir(void)
 {
-	const char *dir = getenv("MOSAIC_SHARED_DIR");
+	/* A prepared container's processes all account in the agent's
+	 * directory: one pointed elsewhere would get a limit of its own. */
+	const char *dir = mosaic_prepared() ? NULL : getenv("MOSAIC_SHARED_DIR");
 	return dir != NULL && dir[0] != '\0' ? dir : MOSAIC_DEFAULT_SHARED_DIR;
 }
 

@@ -13,7 +13,7 @@
 #define MOSAIC_SHM_VERSION 1
 #define MOSAIC_SHM_SLOTS 1024
 #define MOSAIC_SHM_FILE "enforcer.shm"
-#define MOSAIC_DEFAULT_SHARED_DIR "/run/mosaic/shared"
+#define MOSAIC_DEFAULT_SHARED_DIR MOSAIC_RUN_DIR "/shared"
 
 /* Written only by its owner, except that a reclaimer zeroes a dead owner's. */
 struct mosaic_slot {

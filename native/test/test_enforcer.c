@@ -472,7 +472,7 @@ static void t_hold(uint64_t bytes)
 	CUresult r = a_alloc(bytes, &h);
 	printf("%s\n", r == CUDA_SUCCESS ? "held" : "refused");
 	fflush(stdout);
-	for (;;)
+	while (r == CUDA_SUCCESS) /* hold it until killed */
 		pause();
 }
 
