@@ -80,8 +80,9 @@ static int claim_tenant(struct mosaic_region *r, uint64_t key, int share, int fo
 		if (free_at < 0)
 			continue;
 		struct mosaic_tenant *t = &r->tenants[free_at];
-		uint64_t k = atomic_load(&t->key);
-		if ((k == 0 || pass == 1) && atomic_compare_exchange_strong(&t->key, &k, key)) {
+		uint64_t k = atomic_load(&t->key), w = atomic_load(&t->want_ns);
+		int stale = k == 0 || (pass == 1 && now > w && now - w > MOSAIC_SLOT_STALE_NS);
+		if (stale && atomic_compare_exchange_strong(&t->key, &k, key)) {
 			atomic_store(&t->want_ns, now);
 			atomic_store(&t->share, share);
 			atomic_store(&t->force, force);
