@@ -38,6 +38,7 @@
 #define SLICE_GPU_NS 2000000ULL   /* ... or once it holds ~2 ms of predicted GPU work */
 #define REBASE_NS 1000000000ULL   /* a new reference event every second keeps float ms exact */
 #define DRAIN_HOLD_NS 5000000ULL  /* a draining holder keeps its lease this far ahead */
+#define SLEEP_MIN_NS 100000ULL    /* nanosleep rarely returns sooner than ~60 us */
 #define MAX_OPEN 16               /* streams in one slice */
 #define RING 64                   /* closed, unread batches */
 #define POOL 64
@@ -93,6 +94,7 @@ struct card {
 	struct kind kinds[KINDS];
 	uint64_t mean_ns, clock; /* mean of all timed launches; the table's clock */
 	uint64_t pred_ns; /* predicted GPU time of the closed, unread batches */
+	uint64_t open_ns; /* ... and of the launches in the open slice */
 	uint64_t last_collect, rng;
 	CUevent pool[POOL];
 	int npool;
@@ -321,6 +323,7 @@ static void close_slice(struct card *c)
 	}
 	c->nopen = 0;
 	c->slice_n = 0;
+	c->open_ns = 0;
 }
 
 /* Waits for every launch in flight on the host and every batch on the GPU,
@@ -409,28 +412,33 @@ static int gate_enter(struct card *c, const struct mosaic_dev *d, CUcontext ctx,
 			pthread_mutex_lock(&c->mu);
 			continue;
 		}
+		/* Decide on fresh charges: read what has finished. */
+		if (c->count > 0 && (c->lease.force || !c->holding || now - c->last_collect >= 100000)) {
+			collect(c, -1);
+			c->last_collect = now;
+		}
+		/* force: the budget must cover the work in flight and this launch
+		 * too (its kind's duration, at most half the burst), so steps are
+		 * paced evenly rather than alternating free and throttled. */
+		int64_t left = 1;
+		if (c->lease.force) {
+			uint64_t next = duration(c, kind), half = (uint64_t)MOSAIC_BURST_NS * (uint64_t)c->lease.share / 200;
+			next = next ? next : c->per_launch_ns;
+			left = mosaic_lease_tokens(&c->lease, now) - (int64_t)(c->pred_ns + c->open_ns) -
+			       (int64_t)(next < half ? next : half);
+		}
+		uint64_t refill_wait = left > 0 ? 0 : (uint64_t)(-left + 1) * 100 / (uint64_t)c->lease.share;
 		if (c->holding && now < c->lease_end) {
-			/* Decide on fresh charges: read what has finished. */
-			if (c->count > 0 && (c->lease.force || now - c->last_collect >= 100000)) {
-				collect(c, -1);
-				c->last_collect = now;
-			}
 			/* Work in flight is bounded by what the lease (and a force
 			 * budget) has left, so a hand-over or a cap is not overrun
 			 * by a deep queue. */
-			int64_t left = 1;
-			if (c->lease.force) {
-				/* The budget must cover this launch too (its kind's
-				 * duration, at most half the burst): even pacing. */
-				uint64_t next = duration(c, kind), half = (uint64_t)MOSAIC_BURST_NS * (uint64_t)c->lease.share / 200;
-				next = next ? next : c->per_launch_ns;
-				left = mosaic_lease_tokens(&c->lease, now) - (int64_t)c->pred_ns - (int64_t)(next < half ? next : half);
-			}
 			if (c->count > 0 && (left <= 0 || c->pred_ns > allowance(c, now))) {
 				collect(c, c->count - 1);
 				continue;
 			}
-			if (left > 0)
+			/* A deficit shorter than a sleep can be is carried as debt:
+			 * sleeping for it would oversleep and waste the share. */
+			if (left > 0 || refill_wait < SLEEP_MIN_NS)
 				break;
 			/* Nothing in flight and the budget short of this launch:
 			 * wait for the refill, or hand over if someone waits. */
@@ -441,9 +449,8 @@ static int gate_enter(struct card *c, const struct mosaic_dev *d, CUcontext ctx,
 			/* The wait is nobody's GPU time: end the slice first. */
 			if (c->nopen > 0)
 				close_slice(c);
-			uint64_t wait = (uint64_t)(-left + 1) * 100 / (uint64_t)c->lease.share;
 			pthread_mutex_unlock(&c->mu);
-			sleep_ns(wait > 2000000 ? 2000000 : wait);
+			sleep_ns(refill_wait > 2000000 ? 2000000 : refill_wait);
 			pthread_mutex_lock(&c->mu);
 			continue;
 		}
@@ -451,20 +458,32 @@ static int gate_enter(struct card *c, const struct mosaic_dev *d, CUcontext ctx,
 			pthread_mutex_unlock(&c->mu);
 			return 0;
 		}
-		uint64_t end = 0, wait = mosaic_lease_budget_wait(&c->lease, now);
-		if (wait == 0 && mosaic_lease_try(&c->lease, now, &end)) {
+		if (left <= 0) { /* out of budget: nothing to take turns with yet */
+			if (c->count > 0) {
+				collect(c, c->count - 1);
+				continue;
+			}
+			if (c->holding) {
+				drain_and_release(c);
+				continue;
+			}
+			mosaic_lease_stop_waiting(&c->lease);
+			pthread_mutex_unlock(&c->mu);
+			sleep_ns(refill_wait > 5000000 ? 5000000 : refill_wait);
+			pthread_mutex_lock(&c->mu);
+			continue;
+		}
+		uint64_t end = 0;
+		if (mosaic_lease_try(&c->lease, now, &end)) {
 			c->holding = 1;
 			c->lease_end = end;
 			break;
 		}
-		if (c->holding) { /* out of budget, or someone goes first */
+		if (c->holding) { /* someone goes first */
 			drain_and_release(c);
 			continue;
 		}
-		if (wait == 0)
-			wait = mosaic_lease_wait_ns(&c->lease, now);
-		else
-			mosaic_lease_stop_waiting(&c->lease);
+		uint64_t wait = mosaic_lease_wait_ns(&c->lease, now);
 		pthread_mutex_unlock(&c->mu);
 		sleep_ns(wait > 5000000 ? 5000000 : wait);
 		pthread_mutex_lock(&c->mu);
@@ -505,6 +524,7 @@ static void gate_exit(struct card *c, int slot, CUstream stream, uint64_t kind)
 	int i = slot - 1, sample = 0;
 	if (i < c->nopen && c->open[i].stream == stream) {
 		uint64_t m = duration(c, kind);
+		c->open_ns += m ? m : c->per_launch_ns;
 		c->open[i].n++;
 		c->open[i].est = (m == 0 || c->open[i].est == UNKNOWN) ? UNKNOWN : c->open[i].est + m;
 		sample = c->open[i].sample;

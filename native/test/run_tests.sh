@@ -204,6 +204,17 @@ else
 	fail "force 50, steps with waits and host gaps: '$out' (share, p99/median)"; cat "$T/err"
 fi
 
+# One 25 ms kernel a step at force 50: every step waits for its own
+# budget, so steps are even (deciding on charges not yet read let every
+# other step through free: p99/median was 3.9).
+new_scope longsteps
+if out=$(run CUDA_DEVICE_SM_LIMIT=50 $F "$B/test_enforcer" steps 4 1 25000 0 2>"$T/err") &&
+	read -r s ratio <<<"$out" && within "$s" 40 53 && within "$ratio" 0 1.6; then
+	pass "force 50, one 25 ms kernel a step: $s %, p99/median step $ratio"
+else
+	fail "force 50, one 25 ms kernel a step: '$out' (share, p99/median)"; cat "$T/err"
+fi
+
 # A host-bound loop (100 us kernels, each followed by 200 us of host work)
 # keeps the card about half busy. A force 75 limit must not slow it: the
 # idle gaps between its kernels are not its GPU time. It is compared with the
