@@ -36,7 +36,8 @@ func TestNodeAgentEndToEnd(t *testing.T) {
 	ag := startAgent(t, e, nodeName, true)
 	ctx, kubelet, rt := ag.ctx, ag.kubelet, ag.rt
 
-	// The inventory, with the ConfigMap's per-node split count.
+	// The inventory, with the ConfigMap's per-node split count, once the
+	// NRI plugin is connected (before that it says nri: false).
 	var inv *device.Inventory
 	err := wait.PollUntilContextTimeout(ctx, 50*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
 		n, err := e.cs.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
@@ -44,10 +45,10 @@ func TestNodeAgentEndToEnd(t *testing.T) {
 			return false, nil
 		}
 		inv, err = device.DecodeInventory(n.Annotations[device.InventoryAnnotation])
-		return err == nil, err
+		return err == nil && inv.NRI, err
 	})
 	if err != nil {
-		t.Fatal("no inventory published:", err)
+		t.Fatal("no inventory with NRI connected published:", err)
 	}
 	if len(inv.Devices) != 2 || inv.Config.SplitCount != 3 || !inv.NRI {
 		t.Fatalf("inventory = %+v", inv)
@@ -186,7 +187,7 @@ func (w *watchedFake) WatchHealth(ctx context.Context, report func(string, bool)
 // startAgent creates an API-only node with two L4 cards and runs the node
 // agent for it (fake discovery, a ConfigMap with a per-node split count of
 // 3, the fake kubelet, and NRI when withNRI).
-func startAgent(t *testing.T, e *env, nodeName string, withNRI bool) *agentRun {
+func startAgent(t *testing.T, e *env, nodeName string, withNRI bool, configure ...func(dir string, o *agent.Options)) *agentRun {
 	t.Helper()
 	capacity := v1.ResourceList{v1.ResourceCPU: resource.MustParse("8"), v1.ResourceMemory: resource.MustParse("32Gi"), v1.ResourcePods: resource.MustParse("110"), "nvidia.com/gpu": resource.MustParse("6")}
 	node := &v1.Node{ObjectMeta: metav1.ObjectMeta{Name: nodeName, Labels: map[string]string{v1.LabelHostname: nodeName}}, Status: v1.NodeStatus{
@@ -231,6 +232,9 @@ func startAgent(t *testing.T, e *env, nodeName string, withNRI bool) *agentRun {
 		}
 		t.Cleanup(run.rt.Stop)
 		opts.NRISocket = run.rt.Socket
+	}
+	for _, f := range configure {
+		f(dir, &opts)
 	}
 	logger, _ := ktesting.NewTestContext(t)
 	a, err := agent.New(opts, logger)
@@ -325,4 +329,115 @@ func TestNodeAgentWithoutNRI(t *testing.T) {
 		t.Errorf("handed out %d distinct pods, want %d", len(handedOut), total)
 	}
 	e.checkCapacity()
+}
+
+// An agent configured with an NRI socket on which no runtime listens
+// (containerd 1.7 leaves NRI off) says nri: false and hands out the cards
+// in Allocate; once the runtime serves NRI it says nri: true and leaves the
+// cards to NRI; when the runtime goes away it says nri: false again and
+// hands out again. Never does Allocate leave a device container to its
+// image's NVIDIA_VISIBLE_DEVICES.
+func TestNodeAgentNRIConfiguredButNotConnected(t *testing.T) {
+	e := newStoppedEnv(t, nil)
+	const nodeName = "agent-nri-down"
+	var rtDir string
+	ag := startAgent(t, e, nodeName, false, func(dir string, o *agent.Options) {
+		rtDir = filepath.Join(dir, "runtime")
+		if err := os.Mkdir(rtDir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		o.NRISocket = filepath.Join(rtDir, "nri.sock") // where nritest.Start(rtDir) listens
+	})
+	reg := ag.kubelet.WaitRegistered(t)
+	client := ag.kubelet.Dial(t, reg.Endpoint)
+	inventory := func(nriWanted bool) *device.Inventory {
+		t.Helper()
+		var inv *device.Inventory
+		err := wait.PollUntilContextTimeout(ag.ctx, 50*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
+			n, err := e.cs.CoreV1().Nodes().Get(ctx, nodeName, metav1.GetOptions{})
+			if err != nil {
+				return false, nil
+			}
+			inv, err = device.DecodeInventory(n.Annotations[device.InventoryAnnotation])
+			return err == nil && inv.NRI == nriWanted && len(inv.Devices) == 2, nil
+		})
+		if err != nil {
+			t.Fatalf("no inventory with nri: %v within %v", nriWanted, waitTimeout)
+		}
+		return inv
+	}
+	// One pod bound here, waiting for its devices, as the scheduler leaves
+	// it on a node without NRI.
+	card := inventory(false).Devices[0].UUID
+	bind := func(name string) {
+		t.Helper()
+		raw, err := device.EncodeAllocation(&device.Allocation{Node: nodeName, Containers: []device.ContainerAllocation{
+			{Name: "c0", Devices: []device.Share{{UUID: card, Vendor: device.VendorNVIDIA, MemoryMiB: 1000, Cores: 30}}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: e.ns, Annotations: map[string]string{device.AllocationAnnotation: raw}},
+			Spec: v1.PodSpec{NodeName: nodeName, Containers: []v1.Container{{Name: "c0", Image: "cuda"}}}}
+		if _, err := e.cs.CoreV1().Pods(e.ns).Create(ag.ctx, p, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	allocate := func() *pluginapi.ContainerAllocateResponse {
+		t.Helper()
+		rsp, err := client.Allocate(ag.ctx, &pluginapi.AllocateRequest{ContainerRequests: []*pluginapi.ContainerAllocateRequest{{DevicesIds: []string{"any::0"}}}})
+		if err != nil {
+			t.Fatalf("allocate: %v", err)
+		}
+		return rsp.ContainerResponses[0]
+	}
+	handedOut := func(name string) {
+		t.Helper()
+		got := allocate()
+		if got.Envs[device.NVIDIAVisibleDevicesEnv] != card || got.Envs["CUDA_DEVICE_MEMORY_LIMIT_0"] != "1000m" || len(got.Mounts) != 6 {
+			t.Fatalf("%s: Allocate without NRI connected answered env %v, mounts %v; want the card, its limits and mounts", name, got.Envs, got.Mounts)
+		}
+		err := wait.PollUntilContextTimeout(ag.ctx, 20*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
+			p, err := e.cs.CoreV1().Pods(e.ns).Get(ctx, name, metav1.GetOptions{})
+			return err == nil && p.Labels[device.HandedOutLabel] == "true", nil
+		})
+		if err != nil {
+			t.Fatalf("%s was not marked handed out", name)
+		}
+	}
+
+	bind("before")
+	handedOut("before")
+
+	// The runtime comes up: nri: true, and Allocate leaves the cards to
+	// NRI, selecting none itself.
+	rt, err := nritest.Start(rtDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			rt.Stop()
+		}
+	})
+	inventory(true)
+	if got := allocate(); got.Envs[device.NVIDIAVisibleDevicesEnv] != device.NVIDIANoDevices || got.Envs[nri.RequestEnv] == "" || len(got.Mounts) != 0 {
+		t.Fatalf("Allocate with NRI connected answered env %v, mounts %v; want only the mark and no card", got.Envs, got.Mounts)
+	}
+
+	// The runtime goes away: nri: false again, and Allocate hands out.
+	// It is stopped once it calls the plugin: the runtime adds a plugin
+	// to those it calls just after synchronizing it, and one stopped
+	// before would keep that plugin's connection.
+	probe := func() (*api.PodSandbox, *api.Container) {
+		return &api.PodSandbox{Id: "probe", Uid: "probe"}, &api.Container{Id: "probe", PodSandboxId: "probe", Name: "probe"}
+	}
+	if err := rt.WaitForPlugin(ag.ctx, probe); err != nil {
+		t.Fatal(err)
+	}
+	rt.Stop()
+	stopped = true
+	inventory(false)
+	bind("after")
+	handedOut("after")
 }

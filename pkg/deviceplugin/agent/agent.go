@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -20,6 +21,7 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
+	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
 	"github.com/mosaic-gpu/mosaic/pkg/device"
 	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/discovery"
@@ -55,6 +57,13 @@ type Agent struct {
 	pods      func() []*corev1.Pod
 	informers informers.SharedInformerFactory
 	handout   *handout
+	// nriConnected is whether the NRI plugin is connected to the runtime
+	// now. It, not whether NRI is configured, decides both what the
+	// inventory says and who hands out the cards in Allocate.
+	nriConnected atomic.Bool
+	// nriWasUp is set on each connection, and cleared by runNRI when it
+	// lost one, to reset the backoff.
+	nriWasUp atomic.Bool
 
 	// refreshing serializes refresh, which the ticker and health changes
 	// both run.
@@ -81,10 +90,10 @@ func New(opts Options, logger klog.Logger) (*Agent, error) {
 		logger:    logger,
 		unhealthy: map[string]bool{},
 		servers:   map[string]*kubelet.Server{},
-		publisher: &inventory.Publisher{Client: opts.Client, NodeName: opts.NodeName, Backend: opts.Backend, NRI: opts.NRISocket != ""},
+		publisher: &inventory.Publisher{Client: opts.Client, NodeName: opts.NodeName, Backend: opts.Backend},
 	}
 	// The pods bound to this node: for metrics, and for handing out
-	// devices in Allocate when the runtime has no NRI.
+	// devices in Allocate when NRI is off or not connected.
 	a.informers = informers.NewSharedInformerFactoryWithOptions(opts.Client, 0, informers.WithTweakListOptions(func(o *metav1.ListOptions) {
 		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", opts.NodeName).String()
 	}))
@@ -93,9 +102,10 @@ func New(opts Options, logger klog.Logger) (*Agent, error) {
 		pods, _ := lister.List(labels.Everything())
 		return pods
 	}
-	if opts.NRISocket == "" {
-		a.handout = &handout{node: opts.NodeName, client: opts.Client, pods: a.pods, cfg: &a.opts.NRI, logger: logger.WithName("handout"), wait: 10 * time.Second, done: map[types.UID]int{}, labelled: map[types.UID]bool{}}
-	}
+	// Even with an NRI socket configured: until the plugin is connected,
+	// and whenever the connection drops, Allocate hands out the cards, so
+	// that no device container starts with its image's selection.
+	a.handout = &handout{node: opts.NodeName, client: opts.Client, pods: a.pods, cfg: &a.opts.NRI, logger: logger.WithName("handout"), wait: 10 * time.Second, done: map[types.UID]int{}, labelled: map[types.UID]bool{}}
 	return a, nil
 }
 
@@ -113,6 +123,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		p.OnConnection = func(connected bool) { a.nriChanged(ctx, connected) }
 		go a.runNRI(ctx, p)
 	} else {
 		a.logger.Info("NRI is off: the kubelet's Allocate hands out devices, and the scheduler sends this node one device pod at a time")
@@ -139,17 +150,57 @@ func (a *Agent) OnPublish(f func([]device.Device, device.NodeConfig)) {
 	a.onPublish = append(a.onPublish, f)
 }
 
-// runNRI keeps the NRI connection up across runtime restarts.
+// runNRI keeps the NRI connection up across runtime restarts, retrying
+// with a backoff while the runtime does not listen (containerd 1.7 with
+// NRI off never does); a connection that was up retries at once.
 func (a *Agent) runNRI(ctx context.Context, p *nri.Plugin) {
+	backoff := nriRetryMin
 	for ctx.Err() == nil {
-		if err := p.Run(ctx); err != nil && ctx.Err() == nil {
-			a.logger.Error(err, "NRI connection closed; reconnecting")
+		err := p.Run(ctx)
+		if ctx.Err() != nil {
+			return
 		}
+		if a.nriWasUp.Swap(false) {
+			backoff = nriRetryMin
+		}
+		a.logger.Error(err, "NRI not connected; Allocate hands out the cards meanwhile", "retryIn", backoff)
 		select {
 		case <-ctx.Done():
-		case <-time.After(2 * time.Second):
+		case <-time.After(backoff):
 		}
+		backoff = min(2*backoff, nriRetryMax)
 	}
+}
+
+// The NRI reconnection backoff.
+const (
+	nriRetryMin = 500 * time.Millisecond
+	nriRetryMax = 10 * time.Second
+)
+
+// nriChanged is the NRI plugin's OnConnection. The inventory is
+// republished at once: while NRI is down the scheduler must send this
+// node one device pod at a time, since Allocate now identifies the pod.
+func (a *Agent) nriChanged(ctx context.Context, connected bool) {
+	a.nriConnected.Store(connected)
+	if connected {
+		a.nriWasUp.Store(true)
+	}
+	// Not inline: the plugin calls this under its lock, from the
+	// connection's goroutine, and a refresh talks to the API server.
+	// Each change starts a refresh after the Store, and refresh reads
+	// the state under its lock, so the last one publishes the latest.
+	go a.refresh(ctx)
+}
+
+// allocate is the kubelet servers' Handout: the NRI plugin hands out the
+// cards while it is connected; otherwise the agent does it here, as on a
+// runtime without NRI.
+func (a *Agent) allocate(ctx context.Context, resource string, ids []string) (*pluginapi.ContainerAllocateResponse, error) {
+	if a.nriConnected.Load() {
+		return kubelet.MarkOnly(resource), nil
+	}
+	return a.handout.Allocate(ctx, resource, ids)
 }
 
 func (a *Agent) setHealth(uuid string, healthy bool) {
@@ -178,6 +229,7 @@ func (a *Agent) refresh(ctx context.Context) {
 		cfg = a.publisher.Config
 	}
 	a.publisher.Config = cfg
+	a.publisher.NRI = a.nriConnected.Load()
 	devs, err := a.opts.Backend.Devices(ctx)
 	if errors.Is(err, discovery.ErrNoDriver) {
 		a.logger.Info("No device driver on this node; running with no devices", "backend", a.opts.Backend.Name(), "err", err)
@@ -221,9 +273,7 @@ func (a *Agent) serve(ctx context.Context, devs []device.Device, split int) {
 		s := a.servers[res]
 		if s == nil {
 			s = kubelet.NewServer(res, a.opts.KubeletDir, a.logger)
-			if a.handout != nil {
-				s.Handout = a.handout.Allocate
-			}
+			s.Handout = a.allocate
 			a.servers[res] = s
 			go func() {
 				if err := s.Run(ctx); err != nil {

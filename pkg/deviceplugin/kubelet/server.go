@@ -14,6 +14,7 @@ import (
 	"k8s.io/klog/v2"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
+	"github.com/mosaic-gpu/mosaic/pkg/device"
 	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/nri"
 )
 
@@ -34,8 +35,9 @@ type Server struct {
 
 	grpc *grpc.Server
 
-	// Handout, when set, hands out a container's cards in Allocate: the
-	// mode for runtimes without NRI. Otherwise Allocate only marks the
+	// Handout, when set, answers Allocate for each container: the node
+	// agent hands out the cards there when NRI is off or not connected,
+	// and answers MarkOnly when it is. Unset, Allocate only marks the
 	// container and the NRI plugin does the rest.
 	Handout func(ctx context.Context, resource string, ids []string) (*pluginapi.ContainerAllocateResponse, error)
 }
@@ -239,9 +241,22 @@ func (s *Server) Allocate(ctx context.Context, req *pluginapi.AllocateRequest) (
 			rsp.ContainerResponses = append(rsp.ContainerResponses, c)
 			continue
 		}
-		rsp.ContainerResponses = append(rsp.ContainerResponses, &pluginapi.ContainerAllocateResponse{
-			Envs: map[string]string{nri.RequestEnv: s.resource},
-		})
+		rsp.ContainerResponses = append(rsp.ContainerResponses, MarkOnly(s.resource))
 	}
 	return rsp, nil
+}
+
+// MarkOnly is the answer to Allocate that leaves the hand-out to the NRI
+// plugin: it marks the container as a device container, and selects no
+// card, so that a container the runtime creates without asking the plugin
+// (NRI lost between Allocate and the container's creation) starts with no
+// card rather than with what its image says (NVIDIA_VISIBLE_DEVICES=all in
+// CUDA images). The plugin overrides these with the allocated cards.
+func MarkOnly(resource string) *pluginapi.ContainerAllocateResponse {
+	return &pluginapi.ContainerAllocateResponse{Envs: map[string]string{
+		nri.RequestEnv:                   resource,
+		device.NVIDIAVisibleDevicesEnv:   device.NVIDIANoDevices,
+		device.AscendVisibleDevicesEnv:   "",
+		device.AscendRTVisibleDevicesEnv: "",
+	}}
 }

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"sync"
 
 	"github.com/containerd/nri/pkg/api"
 	"github.com/containerd/nri/pkg/stub"
@@ -19,12 +20,26 @@ type Plugin struct {
 	cfg    Config
 	logger klog.Logger
 	stub   stub.Stub
+
+	// OnConnection, when set before Run, is told each time the plugin
+	// becomes connected to the runtime (synchronized: the runtime now
+	// asks it about every container it creates) and each time that
+	// connection is lost. The node agent publishes this, not whether NRI
+	// is configured: a configured but unconnected NRI hands out nothing.
+	OnConnection func(connected bool)
+
+	mu        sync.Mutex
+	connected bool
 }
 
 // New connects a plugin to the runtime's NRI socket (empty: the default).
 func New(cfg Config, logger klog.Logger, socket string) (*Plugin, error) {
 	p := &Plugin{cfg: cfg, logger: logger}
-	opts := []stub.Option{stub.WithPluginName("mosaic"), stub.WithPluginIdx("50")}
+	opts := []stub.Option{stub.WithPluginName("mosaic"), stub.WithPluginIdx("50"),
+		// The runtime closing the connection (a restart, NRI
+		// switched off) must reach the agent at once, not only when
+		// Run returns.
+		stub.WithOnClose(func() { p.setConnected(false) })}
 	if socket != "" {
 		opts = append(opts, stub.WithSocketPath(socket))
 	}
@@ -36,8 +51,44 @@ func New(cfg Config, logger klog.Logger, socket string) (*Plugin, error) {
 	return p, nil
 }
 
-// Run serves until ctx ends or the runtime closes the connection.
-func (p *Plugin) Run(ctx context.Context) error { return p.stub.Run(ctx) }
+// Run serves until ctx ends or the runtime closes the connection. The
+// plugin counts as disconnected once Run returns, whatever the stub said.
+func (p *Plugin) Run(ctx context.Context) error {
+	defer p.setConnected(false)
+	return p.stub.Run(ctx)
+}
+
+// Connected reports whether the runtime has synchronized the plugin and
+// not closed the connection since.
+func (p *Plugin) Connected() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.connected
+}
+
+// setConnected records the state and tells OnConnection of a change. The
+// lock is held across the call so that the changes reach it in order.
+func (p *Plugin) setConnected(c bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.connected == c {
+		return
+	}
+	p.connected = c
+	p.logger.Info("NRI connection changed", "connected", c)
+	if p.OnConnection != nil {
+		p.OnConnection(c)
+	}
+}
+
+// Synchronize is the runtime's last step of registering the plugin: from
+// its return on, the runtime calls the plugin for every container it
+// creates. The plugin keeps no per-container state, so there is nothing
+// to update.
+func (p *Plugin) Synchronize(context.Context, []*api.PodSandbox, []*api.Container) ([]*api.ContainerUpdate, error) {
+	p.setConnected(true)
+	return nil, nil
+}
 
 // Stop disconnects from the runtime.
 func (p *Plugin) Stop() { p.stub.Stop() }

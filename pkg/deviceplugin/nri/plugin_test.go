@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/containerd/nri/pkg/api"
 	"github.com/google/go-cmp/cmp"
@@ -136,5 +137,64 @@ func TestPluginContainerSeesOnlyItsCards(t *testing.T) {
 				t.Errorf("mounts (-want,+got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// The plugin reports its connection as the runtime sees it: connected
+// once the runtime has synchronized it, disconnected as soon as the
+// runtime closes the connection, while Run is still unwinding.
+func TestPluginReportsConnection(t *testing.T) {
+	dir := t.TempDir()
+	logger, ctx := ktesting.NewTestContext(t)
+	ctx, cancel := context.WithCancel(ctx)
+	t.Cleanup(cancel)
+	p, err := New(Config{NodeName: "n1", StateDir: t.TempDir()}, logger, filepath.Join(dir, "nri.sock"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes := make(chan bool, 16)
+	p.OnConnection = func(c bool) { changes <- c }
+	// No runtime listens: Run fails and the plugin is not connected.
+	if err := p.Run(ctx); err == nil || p.Connected() {
+		t.Fatalf("Run with no runtime: %v, connected %v", err, p.Connected())
+	}
+	rt, err := nritest.Start(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- p.Run(ctx) }()
+	want := func(c bool) {
+		t.Helper()
+		select {
+		case got := <-changes:
+			if got != c {
+				t.Fatalf("connection reported %v, want %v", got, c)
+			}
+		case <-time.After(nritest.WaitTimeout): // a hang guard only
+			t.Fatalf("no connection change to %v within %v", c, nritest.WaitTimeout)
+		}
+	}
+	want(true)
+	if !p.Connected() {
+		t.Error("Connected() = false after the runtime synchronized the plugin")
+	}
+	// The runtime adds the plugin to those it calls just after
+	// Synchronize returns; stopping before that would leave it connected.
+	probe := func() (*api.PodSandbox, *api.Container) {
+		return &api.PodSandbox{Id: "probe", Uid: "probe"}, &api.Container{Id: "probe", PodSandboxId: "probe", Name: "probe"}
+	}
+	if err := rt.WaitForPlugin(ctx, probe); err != nil {
+		t.Fatal(err)
+	}
+	rt.Stop()
+	want(false)
+	if p.Connected() {
+		t.Error("Connected() = true after the runtime closed the connection")
+	}
+	select {
+	case <-done:
+	case <-time.After(nritest.WaitTimeout):
+		t.Fatal("Run did not return after the runtime closed the connection")
 	}
 }

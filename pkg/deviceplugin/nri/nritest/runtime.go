@@ -6,7 +6,10 @@ package nritest
 import (
 	"context"
 	"fmt"
+	"io"
+	"net"
 	"path/filepath"
+	"sync"
 	"time"
 
 	nri "github.com/containerd/nri/pkg/adaptation"
@@ -18,6 +21,14 @@ import (
 type Runtime struct {
 	Socket string
 	r      *nri.Adaptation
+
+	// The adaptation listens on an inner socket and plugins reach it
+	// through a relay on Socket: its Stop leaves external plugins'
+	// connections open, which the relay closes, as the kernel does when
+	// a runtime process exits.
+	l     net.Listener
+	mu    sync.Mutex
+	conns []net.Conn
 }
 
 // Start listens on dir/nri.sock. Plugins connect to Socket.
@@ -28,8 +39,9 @@ func Start(dir string) (*Runtime, error) {
 	}
 	update := func(context.Context, []*nri.ContainerUpdate) ([]*nri.ContainerUpdate, error) { return nil, nil }
 	sock := filepath.Join(dir, "nri.sock")
+	inner := filepath.Join(dir, "nri-runtime.sock")
 	r, err := nri.New("mosaic-test-runtime", "1.0", sync, update,
-		nri.WithSocketPath(sock),
+		nri.WithSocketPath(inner),
 		nri.WithPluginPath(filepath.Join(dir, "plugins")),
 		nri.WithPluginConfigPath(filepath.Join(dir, "conf.d")))
 	if err != nil {
@@ -38,11 +50,47 @@ func Start(dir string) (*Runtime, error) {
 	if err := r.Start(); err != nil {
 		return nil, err
 	}
-	return &Runtime{Socket: sock, r: r}, nil
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		r.Stop()
+		return nil, err
+	}
+	rt := &Runtime{Socket: sock, r: r, l: l}
+	go rt.relay(inner)
+	return rt, nil
 }
 
-// Stop closes the socket and the plugins' connections.
-func (rt *Runtime) Stop() { rt.r.Stop() }
+func (rt *Runtime) relay(inner string) {
+	for {
+		c, err := rt.l.Accept()
+		if err != nil {
+			return
+		}
+		s, err := net.Dial("unix", inner)
+		if err != nil {
+			c.Close()
+			continue
+		}
+		rt.mu.Lock()
+		rt.conns = append(rt.conns, c, s)
+		rt.mu.Unlock()
+		go func() { _, _ = io.Copy(s, c); s.Close(); c.Close() }()
+		go func() { _, _ = io.Copy(c, s); s.Close(); c.Close() }()
+	}
+}
+
+// Stop closes the socket and the plugins' connections, as a runtime that
+// exits does. The socket file is removed, so a plugin finds no runtime.
+func (rt *Runtime) Stop() {
+	rt.l.Close()
+	rt.mu.Lock()
+	for _, c := range rt.conns {
+		c.Close()
+	}
+	rt.conns = nil
+	rt.mu.Unlock()
+	rt.r.Stop()
+}
 
 // CreateContainer asks the connected plugins to adjust a container, as the
 // runtime does before creating it.
