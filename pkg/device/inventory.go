@@ -21,7 +21,8 @@ type Inventory struct {
 	// NRI is true when the node agent hands out cards at container creation
 	// (the pod's allocation is read there). False means the kubelet's
 	// Allocate call does it, which cannot tell pods apart, so the scheduler
-	// lets only one GPU pod at a time be in flight to such a node.
+	// lets only one GPU pod at a time be in flight to such a node. The
+	// agent says true only while its NRI plugin is connected to the runtime.
 	NRI bool `json:"nri"`
 }
 
