@@ -196,24 +196,22 @@ share "policy disable" 80 101 CUDA_DEVICE_SM_LIMIT=25 GPU_CORE_UTILIZATION_POLIC
 # work nor a throttle sleep is charged as GPU time. (Charging them ran away:
 # each step several times longer than the last. p99/median under 2 allows
 # for a loaded host's sleeps; the card's own bound is in test/gpu.)
-new_scope steps
-if out=$(run CUDA_DEVICE_SM_LIMIT=50 $F "$B/test_enforcer" steps 4 8 500 1000 2>"$T/err") &&
-	read -r s ratio <<<"$out" && within "$s" 43 53 && within "$ratio" 0 2; then
-	pass "force 50, steps with waits and host gaps: $s %, p99/median step $ratio"
-else
-	fail "force 50, steps with waits and host gaps: '$out' (share, p99/median)"; cat "$T/err"
-fi
+steps() { # name, share lo hi, most p99/median, env and test_enforcer steps arguments...
+	local name=$1 lo=$2 hi=$3 most=$4 out s ratio
+	shift 4
+	new_scope "steps$RANDOM"
+	if out=$(run "$@" 2>"$T/err") && read -r s ratio <<<"$out" && within "$s" "$lo" "$hi" && within "$ratio" 0 "$most"; then
+		pass "$name: $s %, p99/median step $ratio"
+	else
+		fail "$name: '$out' (share, p99/median)"; cat "$T/err"
+	fi
+}
+steps "force 50, steps with waits and host gaps" 43 53 2 CUDA_DEVICE_SM_LIMIT=50 $F "$B/test_enforcer" steps 4 8 500 1000
 
 # One 25 ms kernel a step at force 50: every step waits for its own
 # budget, so steps are even (deciding on charges not yet read let every
 # other step through free: p99/median was 3.9).
-new_scope longsteps
-if out=$(run CUDA_DEVICE_SM_LIMIT=50 $F "$B/test_enforcer" steps 4 1 25000 0 2>"$T/err") &&
-	read -r s ratio <<<"$out" && within "$s" 40 53 && within "$ratio" 0 1.6; then
-	pass "force 50, one 25 ms kernel a step: $s %, p99/median step $ratio"
-else
-	fail "force 50, one 25 ms kernel a step: '$out' (share, p99/median)"; cat "$T/err"
-fi
+steps "force 50, one 25 ms kernel a step" 40 53 1.6 CUDA_DEVICE_SM_LIMIT=50 $F "$B/test_enforcer" steps 4 1 25000 0
 
 # A host-bound loop (100 us kernels, each followed by 200 us of host work)
 # keeps the card about half busy. A force 75 limit must not slow it: the
