@@ -191,7 +191,9 @@ func decide(cfg *Config, podUID string, c *device.ContainerAllocation, ctr Conta
 	}
 	switch vendor {
 	case device.VendorNVIDIA:
-		d.nvidia(cfg, podUID, c)
+		if err := d.nvidia(cfg, podUID, c); err != nil {
+			return nil, err
+		}
 		d.removeDeviceList(ctr)
 		d.withhold(device.VendorAscend, ctr)
 	case device.VendorAscend:
@@ -203,7 +205,7 @@ func decide(cfg *Config, podUID string, c *device.ContainerAllocation, ctr Conta
 	return d, nil
 }
 
-func (d *Decision) nvidia(cfg *Config, podUID string, c *device.ContainerAllocation) {
+func (d *Decision) nvidia(cfg *Config, podUID string, c *device.ContainerAllocation) error {
 	uuids := make([]string, len(c.Devices))
 	cores := 0
 	for i, s := range c.Devices {
@@ -227,10 +229,15 @@ func (d *Decision) nvidia(cfg *Config, podUID string, c *device.ContainerAllocat
 		d.Env["GPU_CORE_UTILIZATION_POLICY"] = string(cfg.CorePolicy)
 	}
 	if cfg.EnforcerLib == "" {
-		return
+		return nil
 	}
 	dir := filepath.Join(cfg.StateDir, containerState, podUID, c.Name)
-	limits, _ := device.EncodeLimits(device.ContainerLimits(c, cfg.CorePolicy))
+	// A limits file that cannot be written refuses the container: an
+	// empty one would leave the enforcer to fail closed with no word why.
+	limits, err := device.EncodeLimits(device.ContainerLimits(c, cfg.CorePolicy))
+	if err != nil {
+		return fmt.Errorf("container %s: %w", c.Name, err)
+	}
 	d.Files[filepath.Join(dir, "limits.conf")] = limits
 	d.Files[filepath.Join(cfg.StateDir, "ld.so.preload")] = EnforcerPath + "\n"
 	d.Dirs = append(d.Dirs, filepath.Join(dir, "shared"))
@@ -248,6 +255,7 @@ func (d *Decision) nvidia(cfg *Config, podUID string, c *device.ContainerAllocat
 		// ld.so.preload rather than LD_PRELOAD: a container cannot unset it.
 		Mount{Host: filepath.Join(cfg.StateDir, "ld.so.preload"), Container: PreloadPath, ReadOnly: true},
 	)
+	return nil
 }
 
 func (d *Decision) ascend(c *device.ContainerAllocation) {

@@ -101,6 +101,9 @@ func TestDecideRefusals(t *testing.T) {
 		{"corrupt", map[string]string{device.AllocationAnnotation: `{"v":1`}, "main", req, "unreadable"},
 		{"uuid with a comma", allocation(t, "n1", uuid("GPU-a,all")), "main", req, `devices[0].uuid "GPU-a,all" must not contain commas`},
 		{"uuid leaving the device list", allocation(t, "n1", uuid("../../etc")), "main", req, `devices[0].uuid "../../etc"`},
+		// A limits file cannot name it: the container is refused rather than
+		// given an empty one.
+		{"uuid the limits file cannot hold", allocation(t, "n1", uuid("GPU-a=b")), "main", req, `container main: limits card 0: uuid "GPU-a=b"`},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
