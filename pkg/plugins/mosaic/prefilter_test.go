@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8stypes "k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2/ktesting"
+	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
 
 	"github.com/mosaic-gpu/mosaic/pkg/device"
@@ -74,5 +75,59 @@ func TestPreemptionDryRun(t *testing.T) {
 	// The original state is untouched by the clone.
 	if s := p.Filter(ctx, state, preemptor, ni); !s.IsSuccess() {
 		t.Errorf("the clone's AddPod leaked into the original state: %v", s)
+	}
+}
+
+// nominator is a framework handle that knows only the nominated pods.
+type nominator struct {
+	fwk.Handle
+	pods []fwk.PodInfo
+}
+
+func (n nominator) NominatedPodsForNode(string) []fwk.PodInfo { return n.pods }
+
+// Reserve sees what Filter saw: a nominated pod of higher priority holds
+// the card it was nominated for, so a lower-priority pod scheduled meanwhile
+// takes another.
+func TestReserveLeavesNominatedPodsTheirCards(t *testing.T) {
+	logger, ctx := ktesting.NewTestContext(t)
+	p := testPlugin(t)
+	p.placeOpts.GPUPolicy = device.PolicySpread   // would pick the emptiest card: GPU-0
+	p.cache.setNode(logger, testNode(t, "n", "")) // two 1000 MiB cards
+	p.cache.updatePod(logger, boundPod(t, "other", "n", testAlloc("n", "GPU-1", 500)))
+	high, low := int32(1000), int32(0)
+	nominated := gpuPod("nominated", "1000") // fits only on GPU-0
+	nominated.Spec.Priority = &high
+	ni, _ := framework.NewPodInfo(nominated)
+	p.handle = nominator{pods: []fwk.PodInfo{ni}}
+
+	pod := gpuPod("low", "400")
+	pod.Spec.Priority = &low
+	state := framework.NewCycleState()
+	if _, s := p.PreFilter(ctx, state, pod, nil); !s.IsSuccess() {
+		t.Fatal(s)
+	}
+	if s := p.Reserve(ctx, state, pod, "n"); !s.IsSuccess() {
+		t.Fatal(s)
+	}
+	s, _ := getState(state)
+	if got := s.chosen.Containers[0].Devices[0].UUID; got != "GPU-1" {
+		t.Errorf("the low-priority pod took %s, the card the nominated pod needs; want GPU-1", got)
+	}
+
+	// A nominated pod of lower priority holds nothing against it.
+	nominated.Spec.Priority = &low
+	pod2 := gpuPod("high", "400")
+	pod2.Spec.Priority = &high
+	state = framework.NewCycleState()
+	if _, st := p.PreFilter(ctx, state, pod2, nil); !st.IsSuccess() {
+		t.Fatal(st)
+	}
+	if st := p.Reserve(ctx, state, pod2, "n"); !st.IsSuccess() {
+		t.Fatal(st)
+	}
+	s, _ = getState(state)
+	if got := s.chosen.Containers[0].Devices[0].UUID; got != "GPU-0" {
+		t.Errorf("spread placed the high-priority pod on %s, want GPU-0 (the lower nominated pod does not count)", got)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 
 	v1 "k8s.io/api/core/v1"
+	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 )
@@ -15,7 +16,7 @@ func (p *Mosaic) Reserve(ctx context.Context, state fwk.CycleState, pod *v1.Pod,
 	if err != nil {
 		return nil // not a device pod
 	}
-	alloc, status := p.place(s, nodeName)
+	alloc, status := p.place(p.withNominated(s, pod, nodeName), nodeName)
 	if alloc == nil {
 		return status
 	}
@@ -31,4 +32,34 @@ func (p *Mosaic) Unreserve(_ context.Context, state fwk.CycleState, pod *v1.Pod,
 		s.chosen = nil
 		p.cache.forget(pod.UID)
 	}
+}
+
+// withNominated is the cycle state with the node's nominated pods of at
+// least pod's priority holding what they would take, as Filter saw them
+// (the framework filters with those pods added). Without it Reserve could
+// take the cards that preemption freed for a higher-priority pod.
+func (p *Mosaic) withNominated(s *cycleState, pod *v1.Pod, node string) *cycleState {
+	if p.handle == nil {
+		return s
+	}
+	nominated := p.handle.NominatedPodsForNode(node)
+	if len(nominated) == 0 {
+		return s
+	}
+	c := s.Clone().(*cycleState)
+	prio := corev1helpers.PodPriority(pod)
+	for _, pi := range nominated {
+		np := pi.GetPod()
+		if np.UID == pod.UID || corev1helpers.PodPriority(np) < prio {
+			continue
+		}
+		fp := p.podFootprint(np)
+		if fp == nil {
+			fp = p.wouldTake(c, np, node)
+		}
+		if fp != nil {
+			c.adjust(c.added, node, fp)
+		}
+	}
+	return c
 }
