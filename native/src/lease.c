@@ -139,12 +139,6 @@ int mosaic_lease_join(struct mosaic_lease *l, const char *path, uint64_t key, in
 
 static struct mosaic_tenant *tenant(const struct mosaic_lease *l) { return &l->r->tenants[l->tenant]; }
 
-int mosaic_lease_held(const struct mosaic_lease *l, uint64_t now)
-{
-	uint64_t w = atomic_load_explicit(&l->r->lease, memory_order_acquire);
-	return MOSAIC_LEASE_HOLDER(w) == l->proc && MOSAIC_LEASE_END_US(w) > now / 1000;
-}
-
 /* Budget of a force tenant at now, refill included, without writing it. */
 static int64_t tokens_at(const struct mosaic_tenant *t, uint64_t now)
 {
@@ -216,11 +210,6 @@ static int waiter(const struct mosaic_lease *l, const struct mosaic_tenant *me, 
 static int someone_before(const struct mosaic_lease *l, const struct mosaic_tenant *me, uint64_t now)
 {
 	return waiter(l, me, now, 0);
-}
-
-int mosaic_lease_contended(const struct mosaic_lease *l, uint64_t now)
-{
-	return someone_before(l, tenant(l), now);
 }
 
 int mosaic_lease_wanted(const struct mosaic_lease *l, uint64_t now) { return waiter(l, tenant(l), now, 1); }
@@ -339,17 +328,6 @@ void mosaic_lease_charge(struct mosaic_lease *l, uint64_t ns, uint64_t now)
 }
 
 int64_t mosaic_lease_tokens(const struct mosaic_lease *l, uint64_t now) { return tokens_at(tenant(l), now); }
-
-uint64_t mosaic_lease_budget_wait(struct mosaic_lease *l, uint64_t now)
-{
-	if (!l->force)
-		return 0;
-	int64_t tok = tokens_at(tenant(l), now);
-	if (tok > 0)
-		return 0;
-	/* Time for the refill to bring the budget above zero. */
-	return (uint64_t)(-tok + 1) * 100 / (uint64_t)(l->share > 0 ? l->share : 1);
-}
 
 int mosaic_lease_guarded(const struct mosaic_lease *l, uint64_t now)
 {

@@ -85,15 +85,10 @@ struct mosaic_lease {
  * Returns 0, or -1 when the region cannot be used. */
 int mosaic_lease_join(struct mosaic_lease *l, const char *path, uint64_t key, int share, int force, uint64_t now);
 
-/* 1 when this process holds the lease and it runs past now. */
-int mosaic_lease_held(const struct mosaic_lease *l, uint64_t now);
 /* Takes or renews the lease if this process may have it now; returns 1 when
  * it then holds it until *end_ns. A waiter calls it until it gets it, with
  * mosaic_lease_wait_ns() sleeps in between. */
 int mosaic_lease_try(struct mosaic_lease *l, uint64_t now, uint64_t *end_ns);
-/* 1 when another process waits for the card (a holder then hands over at
- * the end of its lease rather than renewing). */
-int mosaic_lease_contended(const struct mosaic_lease *l, uint64_t now);
 /* 1 when any other process waits for the card and could use it now: a
  * holder that cannot use its lease (budget) hands it over then. */
 int mosaic_lease_wanted(const struct mosaic_lease *l, uint64_t now);
@@ -106,8 +101,6 @@ void mosaic_lease_stop_waiting(struct mosaic_lease *l);
 void mosaic_lease_charge(struct mosaic_lease *l, uint64_t ns, uint64_t now);
 /* force: the container's budget now (ns; negative: debt). */
 int64_t mosaic_lease_tokens(const struct mosaic_lease *l, uint64_t now);
-/* force: ns until the container's budget is positive again (0: now). */
-uint64_t mosaic_lease_budget_wait(struct mosaic_lease *l, uint64_t now);
 /* Best effort only: 1 when a tenant with a share wanted time recently, so
  * this one must take turns; 0 lets it run ungated on an otherwise idle card. */
 int mosaic_lease_guarded(const struct mosaic_lease *l, uint64_t now);
