@@ -70,7 +70,8 @@
 	X(cuInit) X(cuDeviceGet) X(cuDeviceGetCount) X(cuDeviceGetUuid) X(cuDeviceGetUuid_v2)               \
 	X(cuCtxGetDevice) X(cuCtxGetCurrent) X(cuEventCreate) X(cuEventRecord) X(cuEventQuery)             \
 	X(cuEventElapsedTime) X(cuEventElapsedTime_v2) X(cuEventDestroy_v2)                                 \
-	X(cuThreadExchangeStreamCaptureMode)
+	X(cuThreadExchangeStreamCaptureMode) X(cuMemHostAlloc) X(cuMemHostGetDevicePointer_v2) X(cuMemFreeHost) \
+	X(cuStreamWaitValue32_v2)
 
 #define MOSAIC_NVML_CALLS(X) X(nvmlDeviceGetUUID) X(nvmlDeviceGetIndex)
 

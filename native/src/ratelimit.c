@@ -13,7 +13,11 @@
  * launches are timed alone now and then (each kernel and grid size, each
  * graph, apart: a table of their durations), and a one-stream batch is
  * charged no more than the durations of its launches, so those gaps are
- * not charged either. The same durations pace a force container: a launch
+ * not charged either. On an idle card a start event completes as soon as
+ * it is recorded, several microseconds before the kernel behind it is even
+ * queued (7 us on an H200: more than a small kernel runs), so a timed
+ * launch's start event is held back by a stream wait on a host-mapped word
+ * until the launch is queued; its timing is then the kernel's own. The same durations pace a force container: a launch
  * waits until the budget covers it, so step times stay even.
  *
  * Capture: while any stream of the process captures a graph, launches pass
@@ -54,6 +58,7 @@ struct batch {
 	uint64_t est;  /* its launches' measured durations, ns; UNKNOWN */
 	uint64_t kind; /* sample: the launch kind timed alone */
 	uint8_t sample, streams; /* one launch timed alone; streams in its slice */
+	uint8_t held; /* the sample's start was held until its launch was queued */
 };
 
 /* How long one kind of launch (a kernel with a grid size, a graph) runs. */
@@ -61,6 +66,8 @@ struct kind {
 	uint64_t key;
 	uint64_t ns;
 	uint64_t used; /* when last timed: the least recent is replaced */
+	uint64_t recent[3]; /* the last held timings: ns is their median */
+	uint32_t nrecent;
 };
 
 struct card {
@@ -77,7 +84,7 @@ struct card {
 		uint32_t n;
 		uint64_t est; /* UNKNOWN once a launch had no estimate */
 		uint64_t kind;
-		uint8_t sample;
+		uint8_t sample, held;
 	} open[MAX_OPEN];
 	int nopen;
 	uint32_t slice_n;
@@ -98,6 +105,12 @@ struct card {
 	uint64_t last_collect, rng;
 	CUevent pool[POOL];
 	int npool;
+	/* A host-mapped word that a timed launch's stream waits on (hold_start). */
+	uint32_t *hold;
+	CUdeviceptr hold_dev;
+	uint32_t hold_seq;
+	int hold_state; /* 0: not set up in this context, 1: ready, -1: unavailable */
+	int hold_allocs; /* set up in this many contexts: bounded, they are never freed */
 };
 
 static struct card cards[MOSAIC_MAX_CARDS];
@@ -107,6 +120,10 @@ static _Atomic int capturing;
 /* initial-exec: no __tls_get_addr call on the launch path (the library is
  * preloaded, so its TLS is in the static block). */
 #define TLS __thread __attribute__((tls_model("initial-exec")))
+
+/* The hold this thread's launch in progress must release. */
+static TLS uint32_t *held_word;
+static TLS uint32_t held_seq;
 
 static uint64_t now_ns(void)
 {
@@ -210,23 +227,89 @@ static int known(struct card *c, uint64_t key)
 	return 0;
 }
 
-static void learn(struct card *c, uint64_t key, uint64_t ns)
+static uint64_t median3(const uint64_t *v, uint32_t n)
+{
+	if (n < 3)
+		return n == 1 ? v[0] : (v[0] + v[1]) / 2;
+	uint64_t a = v[0], b = v[1], x = v[2];
+	return a > b ? (b > x ? b : (a > x ? x : a)) : (a > x ? a : (b > x ? x : b));
+}
+
+/* held: the timing is the kernel's own (hold_start), and the duration is
+ * the median of the last three such: it follows the clock both ways
+ * (kernels run longer on a hot card) and one timing disturbed by a
+ * neighbour's kernel does not move it. Otherwise a timing can only be
+ * inflated (the launch latency, the host preempted between the start event
+ * and the launch), never shortened: down fast, up slowly. */
+static void learn(struct card *c, uint64_t key, uint64_t ns, int held)
 {
 	struct kind *k = kind_set(c, key), *victim = &k[0];
 	c->mean_ns = c->mean_ns ? (7 * c->mean_ns + ns) / 8 : ns;
 	for (int i = 0; i < WAYS; i++) {
 		if (k[i].key == key) {
-			/* Down fast, up slowly: a timing can only be inflated (the
-			 * host preempted between the start event and the launch),
-			 * never shortened. */
-			k[i].ns = ns < k[i].ns ? (k[i].ns + ns) / 2 : (15 * k[i].ns + ns) / 16;
+			if (held) {
+				k[i].recent[k[i].nrecent % 3] = ns;
+				k[i].nrecent++;
+				k[i].ns = median3(k[i].recent, k[i].nrecent < 3 ? k[i].nrecent : 3);
+			} else {
+				k[i].ns = ns < k[i].ns ? (k[i].ns + ns) / 2 : (15 * k[i].ns + ns) / 16;
+			}
 			k[i].used = ++c->clock;
 			return;
 		}
 		if (k[i].used < victim->used)
 			victim = &k[i];
 	}
-	*victim = (struct kind){key, ns, ++c->clock};
+	*victim = (struct kind){.key = key, .ns = ns, .used = ++c->clock, .recent = {ns}, .nrecent = held ? 1 : 0};
+}
+
+/* Holds a timed launch's start event until the launch is queued: the
+ * stream waits for the word to reach a new value, which the launching
+ * thread writes once the launch call returns (release_hold). Where the
+ * driver cannot (no stream memory operations, no mapped host memory) the
+ * timing goes unheld. Called with mu held, before the start event. */
+static void hold_start(struct card *c, CUstream stream)
+{
+	if (c->hold_state == 0) {
+		c->hold_state = -1;
+		void *p = NULL;
+		CUdeviceptr dp = 0;
+		if (c->hold_allocs < 8 && CU_REAL(cuMemHostAlloc) != NULL && CU_REAL(cuMemHostGetDevicePointer_v2) != NULL &&
+		    CU_REAL(cuStreamWaitValue32_v2) != NULL &&
+		    mosaic_real.cuMemHostAlloc(&p, 64, CU_MEMHOSTALLOC_PORTABLE | CU_MEMHOSTALLOC_DEVICEMAP) == CUDA_SUCCESS) {
+			c->hold_allocs++;
+			if (mosaic_real.cuMemHostGetDevicePointer_v2(&dp, p, 0) == CUDA_SUCCESS) {
+				c->hold = p, c->hold_dev = dp, c->hold_state = 1;
+				__atomic_store_n(c->hold, c->hold_seq, __ATOMIC_RELEASE);
+			} else if (CU_REAL(cuMemFreeHost) != NULL) {
+				mosaic_real.cuMemFreeHost(p);
+			}
+		}
+	}
+	if (c->hold_state != 1)
+		return;
+	uint32_t seq = c->hold_seq + 1;
+	if (mosaic_real.cuStreamWaitValue32_v2(stream, c->hold_dev, seq, CU_STREAM_WAIT_VALUE_GEQ) != CUDA_SUCCESS) {
+		c->hold_state = -1;
+		return;
+	}
+	c->hold_seq = seq;
+	held_word = c->hold, held_seq = seq;
+}
+
+/* Lets the held stream go. Holds of several threads are released in any
+ * order, so the word only moves forward (cyclically, as the wait compares):
+ * each wait is passed once its own value, or a later one, is written. */
+static void release_hold(void)
+{
+	uint32_t *w = held_word;
+	if (w == NULL)
+		return;
+	held_word = NULL;
+	uint32_t cur = __atomic_load_n(w, __ATOMIC_RELAXED);
+	while ((int32_t)(held_seq - cur) > 0 &&
+	       !__atomic_compare_exchange_n(w, &cur, held_seq, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+		;
 }
 
 /* Charges the part of [start, end] not yet charged on the timeline. */
@@ -247,7 +330,7 @@ static void measure(struct card *c, struct batch *b, uint64_t now)
 		goto out;
 	e += s;
 	if (b->sample && b->n == 1 && e > s)
-		learn(c, b->kind, (uint64_t)(e - s));
+		learn(c, b->kind, (uint64_t)(e - s), b->held);
 	int64_t from = s > c->watermark ? s : c->watermark;
 	if (e > from) {
 		uint64_t ns = (uint64_t)(e - from);
@@ -317,7 +400,7 @@ static void close_slice(struct card *c)
 		uint64_t est = c->open[i].est;
 		uint64_t pred = (est != UNKNOWN ? est : (uint64_t)n * c->per_launch_ns) / (uint64_t)c->nopen;
 		c->ring[(c->head + c->count) % RING] = (struct batch){
-			c->open[i].start, end, n, pred, est, c->open[i].kind, c->open[i].sample, (uint8_t)c->nopen};
+			c->open[i].start, end, n, pred, est, c->open[i].kind, c->open[i].sample, (uint8_t)c->nopen, c->open[i].held};
 		c->count++;
 		c->pred_ns += pred;
 	}
@@ -401,6 +484,8 @@ static int gate_enter(struct card *c, const struct mosaic_dev *d, CUcontext ctx,
 		c->ref = NULL;
 		c->ctx = ctx;
 		c->per_launch_ns = 0;
+		if (c->hold_state == 1) /* mapped in the old context, which may be gone */
+			c->hold_state = 0;
 	}
 	for (;;) {
 		uint64_t now = now_ns();
@@ -501,8 +586,11 @@ static int gate_enter(struct card *c, const struct mosaic_dev *d, CUcontext ctx,
 		if (c->nopen == MAX_OPEN)
 			close_slice(c), i = 0;
 		CUevent e = get_event(c);
+		if (e != NULL && sample)
+			hold_start(c, stream);
 		if (e == NULL || mosaic_real.cuEventRecord(e, stream) != CUDA_SUCCESS) {
 			put_event(c, e);
+			release_hold();
 			pthread_mutex_unlock(&c->mu);
 			return 0;
 		}
@@ -510,6 +598,7 @@ static int gate_enter(struct card *c, const struct mosaic_dev *d, CUcontext ctx,
 			c->slice_t0 = now_ns();
 		c->open[i].stream = stream, c->open[i].start = e;
 		c->open[i].n = 0, c->open[i].est = 0, c->open[i].sample = (uint8_t)sample, c->open[i].kind = kind;
+		c->open[i].held = held_word != NULL;
 		c->nopen = i + 1;
 	}
 	c->inlaunch++;
@@ -519,6 +608,7 @@ static int gate_enter(struct card *c, const struct mosaic_dev *d, CUcontext ctx,
 
 static void gate_exit(struct card *c, int slot, CUstream stream, uint64_t kind)
 {
+	release_hold(); /* first: the stream waits for it */
 	pthread_mutex_lock(&c->mu);
 	c->inlaunch--;
 	int i = slot - 1, sample = 0;

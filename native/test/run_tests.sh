@@ -227,6 +227,21 @@ else
 fi
 share "force 25, host-bound loop" 12 28 CUDA_DEVICE_SM_LIMIT=25 $F "$B/test_enforcer" gaps 2 100 200
 
+# The same with kernels shorter than the launch latency (3 us kernels, 10 us
+# of host work each, kernels starting 10 us after their launch call on an
+# idle stream, as on a real card). A launch timed between two events reads
+# 13 us, four times its length: charged so, the loop would be held far
+# below what it uses (force 40 held it at 11 %). The timed launch's start
+# is held until the launch is queued, so its timing is the kernel's own.
+new_scope latency
+L="STUB_LAUNCH_LATENCY_US=10"
+if u=$(run $L "$B/test_enforcer" gaps 2 3 10 2>"$T/err") && l=$(run $L CUDA_DEVICE_SM_LIMIT=40 $F "$B/test_enforcer" gaps 2 3 10 2>>"$T/err") &&
+	within "$l" "$(awk -v u="$u" 'BEGIN { print u * 0.75 }')" 43; then
+	pass "force 40, kernels shorter than the launch latency keep what they use: $l % (unlimited $u %)"
+else
+	fail "force 40, kernels shorter than the launch latency: '$l' % (unlimited '$u' %)"; cat "$T/err"
+fi
+
 # Graph capture in global mode while another thread launches: the capture
 # stays valid (the enforcer records and queries no event while it runs) and
 # replays are charged like kernels.

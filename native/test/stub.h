@@ -4,6 +4,8 @@
  *   STUB_KERNEL_US    how long a kernel runs (gridDimX > 1: that many us instead)
  *   STUB_SHARED_FILE  file holding the byte counters shared by processes
  *   STUB_UUID_SWAP    1: device 0 gets device 1's UUID and back
+ *   STUB_LAUNCH_LATENCY_US  how long after its launch call a kernel on an idle
+ *                     stream starts (an event recorded there completes at once)
  */
 #ifndef MOSAIC_STUB_H
 #define MOSAIC_STUB_H
@@ -34,5 +36,7 @@ typedef uint64_t (*stub_between_fn)(int device, uint64_t t0, uint64_t t1);
 uint64_t stub_capture_violations(void);
 uint64_t stub_captured_events(void);
 typedef uint64_t (*stub_count_fn)(void);
+/* Stream holds (cuStreamWaitValue32) nobody let go of within a second. */
+uint64_t stub_stuck_holds(void);
 
 #endif

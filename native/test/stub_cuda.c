@@ -32,6 +32,7 @@ static struct counters local_counters, *ctr;
 static int ndev = 2;
 static uint64_t phys = 16ULL << 30;
 static long kernel_us;
+static uint64_t latency_ns;
 static _Thread_local const char *last;
 static _Thread_local int cur_dev;
 static struct CUctx_st {
@@ -53,6 +54,7 @@ EXPORT CUresult cuInit(unsigned int flags)
 		ndev = MAXDEV;
 	phys = env_u64("STUB_PHYS_BYTES", 16ULL << 30);
 	kernel_us = (long)env_u64("STUB_KERNEL_US", 0);
+	latency_ns = env_u64("STUB_LAUNCH_LATENCY_US", 0) * 1000ULL;
 	ctr = &local_counters;
 	const char *f = getenv("STUB_SHARED_FILE");
 	if (f != NULL) {
@@ -312,7 +314,12 @@ EXPORT CUresult cuDeviceTotalMem_v2(size_t *b, CUdevice d)
  * streams of one process overlap freely; processes sharing STUB_SHARED_FILE
  * take turns on a device (a kernel starts after every other process's
  * queued work), as contexts time-slice. A launch blocks while its stream
- * has more than 20 ms queued, as a full launch queue does. */
+ * has more than 20 ms queued, as a full launch queue does. A kernel on an
+ * idle stream starts STUB_LAUNCH_LATENCY_US after its launch call, while
+ * an event recorded there completes at once, as on a real card.
+ * cuStreamWaitValue32 holds a stream until a host word reaches a value: the
+ * work queued behind it starts when a driver call first sees the word
+ * written; a hold left for a second is let go and counted (stub_stuck_holds). */
 static uint64_t now_ns(void)
 {
 	struct timespec t;
@@ -331,6 +338,14 @@ static void sleep_until(uint64_t t)
 #define QUEUE_NS 20000000ULL
 #define NSTREAMS 256
 #define MAXIV (1 << 21)
+#define HELD_OPS 16
+#define STUCK_NS 1000000000ULL
+
+/* Events complete when the stream reaches them (t; UINT64_MAX: behind a hold). */
+struct CUevent_st {
+	uint64_t t;
+	int captured;
+};
 
 static pthread_mutex_t gpu_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct stream {
@@ -340,7 +355,18 @@ static struct stream {
 	int capturing; /* 1 + mode while capturing */
 	int invalidated;
 	uint64_t captured_ns;
+	/* A hold: work queued behind a wait for *wait_word >= wait_value. */
+	const uint32_t *wait_word;
+	uint32_t wait_value;
+	uint64_t wait_since;
+	int nheld;
+	struct {
+		CUevent e; /* an event, or else a kernel of ns */
+		uint64_t ns;
+	} held[HELD_OPS];
 } streams[NSTREAMS];
+static int nholds;
+static _Atomic uint64_t stuck_holds;
 static struct interval {
 	uint64_t s, e;
 } *iv[MAXDEV];
@@ -413,25 +439,11 @@ static int unsafe_call(void)
 	return 1;
 }
 
-static CUresult run(const char *name, CUstream s, uint64_t dur_ns)
+/* Puts a kernel of dur_ns on the stream's timeline, starting no sooner
+ * than earliest. Called with gpu_mu held. */
+static void place(struct stream *st, uint64_t earliest, uint64_t dur_ns)
 {
-	last = name;
-	if (dur_ns == 0)
-		return CUDA_SUCCESS;
-	pthread_mutex_lock(&gpu_mu);
-	struct stream *st = stream_of(s);
-	if (st->capturing) {
-		st->captured_ns += dur_ns;
-		pthread_mutex_unlock(&gpu_mu);
-		return CUDA_SUCCESS;
-	}
-	while (st->tail > now_ns() + QUEUE_NS) {
-		uint64_t t = st->tail - QUEUE_NS;
-		pthread_mutex_unlock(&gpu_mu);
-		sleep_until(t);
-		pthread_mutex_lock(&gpu_mu);
-	}
-	uint64_t start = now_ns(), o = others_tail(st->dev);
+	uint64_t start = earliest, o = others_tail(st->dev);
 	if (st->tail > start)
 		start = st->tail;
 	if (o > start)
@@ -446,9 +458,105 @@ static CUresult run(const char *name, CUstream s, uint64_t dur_ns)
 		iv[d] = malloc(sizeof(struct interval) * MAXIV);
 	if (iv[d] != NULL && niv[d] < MAXIV)
 		iv[d][niv[d]++] = (struct interval){start, end};
+}
+
+/* Lets go of every hold whose word has been written (or that is stuck),
+ * laying out the work queued behind it from now. Called with gpu_mu held. */
+static void poll_holds(void)
+{
+	if (nholds == 0)
+		return;
+	uint64_t now = now_ns();
+	for (size_t i = 0; i < NSTREAMS; i++) {
+		struct stream *st = &streams[i];
+		if (st->wait_word == NULL)
+			continue;
+		int passed = (int32_t)(__atomic_load_n(st->wait_word, __ATOMIC_ACQUIRE) - st->wait_value) >= 0;
+		if (!passed && now - st->wait_since < STUCK_NS)
+			continue;
+		if (!passed)
+			stuck_holds++;
+		st->wait_word = NULL;
+		nholds--;
+		if (st->tail < now)
+			st->tail = now;
+		for (int k = 0; k < st->nheld; k++) {
+			if (st->held[k].e != NULL)
+				st->held[k].e->t = st->tail;
+			else
+				place(st, now, st->held[k].ns);
+		}
+		st->nheld = 0;
+	}
+}
+
+static CUresult run(const char *name, CUstream s, uint64_t dur_ns)
+{
+	last = name;
+	if (dur_ns == 0)
+		return CUDA_SUCCESS;
+	pthread_mutex_lock(&gpu_mu);
+	poll_holds();
+	struct stream *st = stream_of(s);
+	if (st->capturing) {
+		st->captured_ns += dur_ns;
+		pthread_mutex_unlock(&gpu_mu);
+		return CUDA_SUCCESS;
+	}
+	if (st->wait_word != NULL && st->nheld < HELD_OPS) {
+		st->held[st->nheld].e = NULL, st->held[st->nheld].ns = dur_ns;
+		st->nheld++;
+		pthread_mutex_unlock(&gpu_mu);
+		return CUDA_SUCCESS;
+	}
+	while (st->tail > now_ns() + QUEUE_NS) {
+		uint64_t t = st->tail - QUEUE_NS;
+		pthread_mutex_unlock(&gpu_mu);
+		sleep_until(t);
+		pthread_mutex_lock(&gpu_mu);
+	}
+	place(st, now_ns() + latency_ns, dur_ns);
 	pthread_mutex_unlock(&gpu_mu);
 	return CUDA_SUCCESS;
 }
+
+EXPORT CUresult cuStreamWaitValue32_v2(CUstream s, CUdeviceptr addr, uint32_t value, unsigned int flags)
+{
+	if (flags != CU_STREAM_WAIT_VALUE_GEQ || addr == 0)
+		return CUDA_ERROR_INVALID_VALUE;
+	pthread_mutex_lock(&gpu_mu);
+	poll_holds();
+	struct stream *st = stream_of(s);
+	CUresult r = CUDA_SUCCESS;
+	if (st->capturing || st->wait_word != NULL) {
+		r = CUDA_ERROR_NOT_SUPPORTED; /* one hold at a time is all the stub models */
+	} else {
+		st->wait_word = (const uint32_t *)(uintptr_t)addr, st->wait_value = value;
+		st->wait_since = now_ns(), st->nheld = 0;
+		nholds++;
+	}
+	pthread_mutex_unlock(&gpu_mu);
+	return r;
+}
+
+EXPORT CUresult cuMemHostAlloc(void **pp, size_t bytes, unsigned int flags)
+{
+	(void)flags;
+	*pp = calloc(1, bytes);
+	return *pp ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
+}
+EXPORT CUresult cuMemHostGetDevicePointer_v2(CUdeviceptr *d, void *p, unsigned int flags)
+{
+	(void)flags;
+	*d = (CUdeviceptr)(uintptr_t)p;
+	return CUDA_SUCCESS;
+}
+EXPORT CUresult cuMemFreeHost(void *p)
+{
+	free(p);
+	return CUDA_SUCCESS;
+}
+EXPORT uint64_t stub_stuck_holds(void) { return stuck_holds; }
 
 static int cmp_iv(const void *a, const void *b)
 {
@@ -588,11 +696,6 @@ EXPORT CUresult cuThreadExchangeStreamCaptureMode(CUstreamCaptureMode *mode)
 	return CUDA_SUCCESS;
 }
 
-/* Events complete when the stream reaches them. */
-struct CUevent_st {
-	uint64_t t;
-	int captured;
-};
 EXPORT CUresult cuEventCreate(CUevent *e, unsigned int flags)
 {
 	(void)flags;
@@ -602,18 +705,25 @@ EXPORT CUresult cuEventCreate(CUevent *e, unsigned int flags)
 EXPORT CUresult cuEventRecord(CUevent e, CUstream s)
 {
 	pthread_mutex_lock(&gpu_mu);
+	poll_holds();
 	struct stream *st = stream_of(s);
 	e->captured = st->capturing != 0;
 	if (e->captured)
 		captured_events++;
 	uint64_t now = now_ns();
 	e->t = st->tail > now ? st->tail : now;
+	if (!e->captured && st->wait_word != NULL) {
+		e->t = UINT64_MAX;
+		if (st->nheld < HELD_OPS)
+			st->held[st->nheld].e = e, st->nheld++;
+	}
 	pthread_mutex_unlock(&gpu_mu);
 	return CUDA_SUCCESS;
 }
 static CUresult event_check(CUevent e)
 {
 	pthread_mutex_lock(&gpu_mu);
+	poll_holds();
 	int bad = unsafe_call() || e->captured;
 	if (e->captured)
 		violations++;
@@ -630,6 +740,12 @@ EXPORT CUresult cuEventQuery(CUevent e)
 EXPORT CUresult cuEventSynchronize(CUevent e)
 {
 	CUresult r = event_check(e);
+	while (r == CUDA_SUCCESS && __atomic_load_n(&e->t, __ATOMIC_RELAXED) == UINT64_MAX) {
+		sleep_until(now_ns() + 10000);
+		pthread_mutex_lock(&gpu_mu);
+		poll_holds();
+		pthread_mutex_unlock(&gpu_mu);
+	}
 	if (r == CUDA_SUCCESS)
 		sleep_until(e->t);
 	return r;
@@ -650,6 +766,14 @@ EXPORT CUresult cuEventDestroy_v2(CUevent e)
 static CUresult sync_streams(uintptr_t only)
 {
 	pthread_mutex_lock(&gpu_mu);
+	while (nholds > 0) { /* a synchronisation waits for the holds too */
+		poll_holds();
+		if (nholds == 0)
+			break;
+		pthread_mutex_unlock(&gpu_mu);
+		sleep_until(now_ns() + 10000);
+		pthread_mutex_lock(&gpu_mu);
+	}
 	int bad = unsafe_call();
 	uint64_t t = 0;
 	for (size_t i = 0; i < NSTREAMS; i++)

@@ -766,6 +766,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bad command\n");
 		return 2;
 	}
+	/* Every stream the enforcer held for a timing was let go. */
+	uint64_t (*stuck)(void) = (stub_count_fn)sym(cuda, "stub_stuck_holds");
+	CHECK(stuck() == 0, "%llu stream holds never let go", (unsigned long long)stuck());
 	if (failures) {
 		fprintf(stderr, "test_enforcer %s: %d failures\n", cmd, failures);
 		return 1;

@@ -27,7 +27,7 @@ cat "$C/env" "$C/limits.conf"
 W=$(mktemp -d)
 make -C native clean all >/dev/null || exit 1
 LIB=$PWD/native/build/libmosaic-enforcer.so
-nvcc -O2 -arch=sm_90 -o "$W/probe" test/gpu/probe.cu || exit 1
+nvcc -O2 -arch=sm_90 -o "$W/probe" test/gpu/probe.cu -lcuda || exit 1
 UUID=$(nvidia-smi --query-gpu=uuid --format=csv,noheader -i 0 | tr -d ' ')
 if grep -q "$UUID" "$C/limits.conf"; then
 	result "INFO the limits file names this machine's card $UUID"

@@ -13,7 +13,7 @@ python3 -c 'import torch; print("torch", torch.__version__)'
 make -s -C native clean all || exit 1
 LIB=$PWD/native/build/libmosaic-enforcer.so
 W=$(mktemp -d)
-nvcc -O2 -arch=sm_90 -o "$W/probe" test/gpu/probe.cu || exit 1
+nvcc -O2 -arch=sm_90 -o "$W/probe" test/gpu/probe.cu -lcuda || exit 1
 [ -e /run/mosaic/limits.conf ] && echo "WARNING: /run/mosaic/limits.conf exists and wins over MOSAIC_LIMITS_FILE"
 rc=0
 for part in "${@:-single shared overhead}"; do

@@ -31,7 +31,7 @@ python3 -c 'import torch; print("torch", torch.__version__)'
 
 make -C native clean all || exit 1
 LIB=$PWD/native/build/libmosaic-enforcer.so
-nvcc -O2 -arch=sm_90 -o "$W/probe" test/gpu/probe.cu || exit 1
+nvcc -O2 -arch=sm_90 -o "$W/probe" test/gpu/probe.cu -lcuda || exit 1
 gcc -O2 -std=c11 -Inative/include -o "$W/initprobe" test/gpu/initprobe.c -ldl || exit 1
 P=$W/probe
 

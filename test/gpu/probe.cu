@@ -6,6 +6,10 @@
 //   spin SEC         busy kernels of 500 us for SEC s; prints kernels/s
 //   launch N         N empty launches; prints median and p99 ns per launch
 //   alloc N          N cudaMalloc+cudaFree of 1 MiB; median and p99 ns
+//   timing US        a US-microsecond kernel timed alone on an idle card:
+//                    back to back (its true duration), between two events
+//                    (what the launch latency adds), and with the start
+//                    event held by a stream wait until the launch is queued
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -14,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include <cuda.h>
 #include <cuda_runtime.h>
 
 static int fails;
@@ -141,6 +146,65 @@ static void allocs(int n)
 	stats(v, "alloc_free");
 }
 
+static float event_ms(cudaEvent_t a, cudaEvent_t b)
+{
+	float ms = 0;
+	cudaEventElapsedTime(&ms, a, b);
+	return ms;
+}
+
+static void timing(double us)
+{
+	const unsigned long long ns = (unsigned long long)(us * 1000);
+	cudaStream_t s;
+	cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking);
+	cudaEvent_t a, b;
+	cudaEventCreate(&a);
+	cudaEventCreate(&b);
+	const int n = 400;
+	spin<<<132, 128, 0, s>>>(ns);
+	cudaEventRecord(a, s);
+	for (int i = 0; i < n; i++)
+		spin<<<132, 128, 0, s>>>(ns);
+	cudaEventRecord(b, s);
+	cudaStreamSynchronize(s);
+	printf("timing back_to_back_us %.2f\n", 1000.0 * event_ms(a, b) / n);
+	std::vector<double> alone, held;
+	unsigned *flag = nullptr;
+	CUdeviceptr dflag = 0;
+	CHECK(cuMemHostAlloc((void **)&flag, 64, CU_MEMHOSTALLOC_PORTABLE | CU_MEMHOSTALLOC_DEVICEMAP) == CUDA_SUCCESS,
+	      "cuMemHostAlloc");
+	CHECK(cuMemHostGetDevicePointer(&dflag, flag, 0) == CUDA_SUCCESS, "cuMemHostGetDevicePointer");
+	*flag = 0;
+	for (unsigned i = 1; i <= (unsigned)n; i++) {
+		cudaStreamSynchronize(s);
+		std::this_thread::sleep_for(std::chrono::microseconds(200));
+		cudaEventRecord(a, s);
+		spin<<<132, 128, 0, s>>>(ns);
+		cudaEventRecord(b, s);
+		cudaStreamSynchronize(s);
+		alone.push_back(1000.0 * event_ms(a, b));
+		std::this_thread::sleep_for(std::chrono::microseconds(200));
+		CUresult r = cuStreamWaitValue32(s, dflag, i, CU_STREAM_WAIT_VALUE_GEQ);
+		if (r != CUDA_SUCCESS) {
+			CHECK(r == CUDA_SUCCESS, "cuStreamWaitValue32: %d", (int)r);
+			break;
+		}
+		cudaEventRecord(a, s);
+		spin<<<132, 128, 0, s>>>(ns);
+		cudaEventRecord(b, s);
+		__atomic_store_n(flag, i, __ATOMIC_RELEASE);
+		cudaStreamSynchronize(s);
+		held.push_back(1000.0 * event_ms(a, b));
+	}
+	CHECK(cudaGetLastError() == cudaSuccess, "launch error");
+	auto med = [](std::vector<double> &v) {
+		std::sort(v.begin(), v.end());
+		return v.empty() ? -1.0 : v[v.size() / 2];
+	};
+	printf("timing kernel_us %.1f alone_median_us %.2f held_median_us %.2f\n", us, med(alone), med(held));
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 2)
@@ -164,6 +228,8 @@ int main(int argc, char **argv)
 		spin_for(atof(argv[2]));
 	else if (!strcmp(m, "launch") && argc == 3)
 		launches(atoi(argv[2]));
+	else if (!strcmp(m, "timing") && argc == 3)
+		timing(atof(argv[2]));
 	else if (!strcmp(m, "alloc") && argc == 3)
 		allocs(atoi(argv[2]));
 	else
