@@ -22,6 +22,9 @@ __asm__(".symver dlvsym,dlvsym@" MOSAIC_GLIBC_BASE);
 __asm__(".symver dlerror,dlerror@" MOSAIC_GLIBC_BASE);
 __asm__(".symver pthread_once,pthread_once@" MOSAIC_GLIBC_BASE);
 __asm__(".symver pthread_atfork,pthread_atfork@" MOSAIC_GLIBC_BASE);
+__asm__(".symver pthread_create,pthread_create@" MOSAIC_GLIBC_BASE);
+__asm__(".symver pthread_mutex_trylock,pthread_mutex_trylock@" MOSAIC_GLIBC_BASE);
+__asm__(".symver pthread_attr_setdetachstate,pthread_attr_setdetachstate@" MOSAIC_GLIBC_BASE);
 #if defined(__x86_64__)
 __asm__(".symver dladdr1,dladdr1@GLIBC_2.3.3");
 #else

@@ -16,8 +16,10 @@
  * not charged either. On an idle card a start event completes as soon as
  * it is recorded, several microseconds before the kernel behind it is even
  * queued (7 us on an H200: more than a small kernel runs), so a timed
- * launch's start event is held back by a stream wait on a host-mapped word
- * until the launch is queued; its timing is then the kernel's own. The same durations pace a force container: a launch
+ * launch's start event can be held back by a stream wait on a host-mapped
+ * word until the launch is queued; its timing is then the kernel's own
+ * (MOSAIC_TIMING_HOLD=1, off by default until measured on every driver:
+ * hold_start says why it is guarded). The same durations pace a force container: a launch
  * waits until the budget covers it, so step times stay even.
  *
  * Capture: while any stream of the process captures a graph, launches pass
@@ -28,6 +30,7 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <string.h>
+#include <stdlib.h>
 #include <time.h>
 
 #include "devices.h"
@@ -58,7 +61,6 @@ struct batch {
 	uint64_t est;  /* its launches' measured durations, ns; UNKNOWN */
 	uint64_t kind; /* sample: the launch kind timed alone */
 	uint8_t sample, streams; /* one launch timed alone; streams in its slice */
-	uint8_t held; /* the sample's start was held until its launch was queued */
 };
 
 /* How long one kind of launch (a kernel with a grid size, a graph) runs. */
@@ -66,7 +68,7 @@ struct kind {
 	uint64_t key;
 	uint64_t ns;
 	uint64_t used; /* when last timed: the least recent is replaced */
-	uint64_t recent[3]; /* the last held timings: ns is their median */
+	uint64_t recent[3]; /* the last timings: ns is their median */
 	uint32_t nrecent;
 };
 
@@ -84,7 +86,7 @@ struct card {
 		uint32_t n;
 		uint64_t est; /* UNKNOWN once a launch had no estimate */
 		uint64_t kind;
-		uint8_t sample, held;
+		uint8_t sample, held; /* held: its start waits for its launch (hold_start) */
 	} open[MAX_OPEN];
 	int nopen;
 	uint32_t slice_n;
@@ -108,9 +110,12 @@ struct card {
 	/* A host-mapped word that a timed launch's stream waits on (hold_start). */
 	uint32_t *hold;
 	CUdeviceptr hold_dev;
-	uint32_t hold_seq;
+	_Atomic uint32_t hold_seq; /* the last value a stream waits for */
 	int hold_state; /* 0: not set up in this context, 1: ready, -1: unavailable */
 	int hold_allocs; /* set up in this many contexts: bounded, they are never freed */
+	uint32_t watch_mark; /* watchdog: a value still awaited at its last look */
+	int watch_marked;
+	uint64_t hold_stalls; /* holds the watchdog had to let go (statistics) */
 };
 
 static struct card cards[MOSAIC_MAX_CARDS];
@@ -138,8 +143,11 @@ static void sleep_ns(uint64_t ns)
 	nanosleep(&d, NULL);
 }
 
+static _Atomic int watchdog_started;
+
 static void reset_cards(void)
 {
+	atomic_store(&watchdog_started, 0); /* a forked child has no watchdog thread */
 	memset(cards, 0, sizeof cards);
 	for (int i = 0; i < MOSAIC_MAX_CARDS; i++) {
 		pthread_mutex_init(&cards[i].mu, NULL);
@@ -235,41 +243,60 @@ static uint64_t median3(const uint64_t *v, uint32_t n)
 	return a > b ? (b > x ? b : (a > x ? x : a)) : (a > x ? a : (b > x ? x : b));
 }
 
-/* held: the timing is the kernel's own (hold_start), and the duration is
- * the median of the last three such: it follows the clock both ways
- * (kernels run longer on a hot card) and one timing disturbed by a
- * neighbour's kernel does not move it. Otherwise a timing can only be
- * inflated (the launch latency, the host preempted between the start event
- * and the launch), never shortened: down fast, up slowly. */
-static void learn(struct card *c, uint64_t key, uint64_t ns, int held)
+/* A kind's duration is the median of its last three timings: it follows the
+ * clock both ways (kernels run longer on a hot card: an estimate that only
+ * went down fast undercharged a matmul loop at force 90 by 4 pp) and one
+ * timing disturbed by the host or a neighbour does not move it. */
+static void learn(struct card *c, uint64_t key, uint64_t ns)
 {
 	struct kind *k = kind_set(c, key), *victim = &k[0];
 	c->mean_ns = c->mean_ns ? (7 * c->mean_ns + ns) / 8 : ns;
 	for (int i = 0; i < WAYS; i++) {
 		if (k[i].key == key) {
-			if (held) {
-				k[i].recent[k[i].nrecent % 3] = ns;
-				k[i].nrecent++;
-				k[i].ns = median3(k[i].recent, k[i].nrecent < 3 ? k[i].nrecent : 3);
-			} else {
-				k[i].ns = ns < k[i].ns ? (k[i].ns + ns) / 2 : (15 * k[i].ns + ns) / 16;
-			}
+			k[i].recent[k[i].nrecent % 3] = ns;
+			k[i].nrecent++;
+			k[i].ns = median3(k[i].recent, k[i].nrecent < 3 ? k[i].nrecent : 3);
 			k[i].used = ++c->clock;
 			return;
 		}
 		if (k[i].used < victim->used)
 			victim = &k[i];
 	}
-	*victim = (struct kind){.key = key, .ns = ns, .used = ++c->clock, .recent = {ns}, .nrecent = held ? 1 : 0};
+	*victim = (struct kind){.key = key, .ns = ns, .used = ++c->clock, .recent = {ns}, .nrecent = 1};
 }
+
+static void *watchdog(void *arg);
 
 /* Holds a timed launch's start event until the launch is queued: the
  * stream waits for the word to reach a new value, which the launching
  * thread writes once the launch call returns (release_hold). Where the
  * driver cannot (no stream memory operations, no mapped host memory) the
- * timing goes unheld. Called with mu held, before the start event. */
+ * timing goes unheld. Called with mu held, before the start event.
+ *
+ * A launch call that waits for the card to go idle would wait for its own
+ * held stream forever. Lazy module loading can (the first launch of a
+ * kernel), so only kinds launched before are held, and a watchdog thread
+ * lets go of any hold older than a few milliseconds. */
 static void hold_start(struct card *c, CUstream stream)
 {
+	static int enabled = -1;
+	if (enabled < 0) {
+		const char *e = getenv("MOSAIC_TIMING_HOLD");
+		enabled = e != NULL && e[0] == '1';
+	}
+	if (!enabled)
+		return;
+	if (!atomic_exchange(&watchdog_started, 1)) {
+		pthread_attr_t a;
+		pthread_t t;
+		pthread_attr_init(&a);
+		pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+		if (pthread_create(&t, &a, watchdog, NULL) != 0)
+			enabled = 0; /* no watchdog, no holds */
+		pthread_attr_destroy(&a);
+		if (!enabled)
+			return;
+	}
 	if (c->hold_state == 0) {
 		c->hold_state = -1;
 		void *p = NULL;
@@ -288,28 +315,65 @@ static void hold_start(struct card *c, CUstream stream)
 	}
 	if (c->hold_state != 1)
 		return;
-	uint32_t seq = c->hold_seq + 1;
+	uint32_t seq = atomic_load(&c->hold_seq) + 1;
 	if (mosaic_real.cuStreamWaitValue32_v2(stream, c->hold_dev, seq, CU_STREAM_WAIT_VALUE_GEQ) != CUDA_SUCCESS) {
 		c->hold_state = -1;
 		return;
 	}
-	c->hold_seq = seq;
+	atomic_store(&c->hold_seq, seq);
 	held_word = c->hold, held_seq = seq;
 }
 
+/* Moves the word forward to seq (cyclically, as the wait compares); 1 when
+ * this call moved it, 0 when it was there already. */
+static int advance(uint32_t *w, uint32_t seq)
+{
+	uint32_t cur = __atomic_load_n(w, __ATOMIC_RELAXED);
+	while ((int32_t)(seq - cur) > 0)
+		if (__atomic_compare_exchange_n(w, &cur, seq, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
+			return 1;
+	return 0;
+}
+
+/* Every 2 ms: a value awaited at the last look and still not written
+ * belongs to a launch call that blocks; write it, so the stream (and the
+ * call) go on. Holds of the last 2 ms are left alone. */
+static void *watchdog(void *arg)
+{
+	(void)arg;
+	for (;;) {
+		sleep_ns(2000000);
+		for (int i = 0; i < MOSAIC_MAX_CARDS; i++) {
+			struct card *c = &cards[i];
+			if (pthread_mutex_trylock(&c->mu) != 0)
+				continue;
+			if (c->hold_state == 1) {
+				if (c->watch_marked && advance(c->hold, c->watch_mark))
+					c->hold_stalls++;
+				uint32_t issued = atomic_load(&c->hold_seq);
+				c->watch_marked = (int32_t)(issued - __atomic_load_n(c->hold, __ATOMIC_ACQUIRE)) > 0;
+				c->watch_mark = issued;
+			} else {
+				c->watch_marked = 0;
+			}
+			pthread_mutex_unlock(&c->mu);
+		}
+	}
+	return NULL;
+}
+
 /* Lets the held stream go. Holds of several threads are released in any
- * order, so the word only moves forward (cyclically, as the wait compares):
- * each wait is passed once its own value, or a later one, is written. */
-static void release_hold(void)
+ * order, so the word only moves forward: each wait is passed once its own
+ * value, or a later one, is written. Returns 1 when this thread let its
+ * stream go; 0 when the watchdog or a later hold did, before the launch may
+ * have been queued: that timing is not the kernel's own. */
+static int release_hold(void)
 {
 	uint32_t *w = held_word;
 	if (w == NULL)
-		return;
+		return 0;
 	held_word = NULL;
-	uint32_t cur = __atomic_load_n(w, __ATOMIC_RELAXED);
-	while ((int32_t)(held_seq - cur) > 0 &&
-	       !__atomic_compare_exchange_n(w, &cur, held_seq, 1, __ATOMIC_RELEASE, __ATOMIC_RELAXED))
-		;
+	return advance(w, held_seq);
 }
 
 /* Charges the part of [start, end] not yet charged on the timeline. */
@@ -330,7 +394,7 @@ static void measure(struct card *c, struct batch *b, uint64_t now)
 		goto out;
 	e += s;
 	if (b->sample && b->n == 1 && e > s)
-		learn(c, b->kind, (uint64_t)(e - s), b->held);
+		learn(c, b->kind, (uint64_t)(e - s));
 	int64_t from = s > c->watermark ? s : c->watermark;
 	if (e > from) {
 		uint64_t ns = (uint64_t)(e - from);
@@ -400,7 +464,7 @@ static void close_slice(struct card *c)
 		uint64_t est = c->open[i].est;
 		uint64_t pred = (est != UNKNOWN ? est : (uint64_t)n * c->per_launch_ns) / (uint64_t)c->nopen;
 		c->ring[(c->head + c->count) % RING] = (struct batch){
-			c->open[i].start, end, n, pred, est, c->open[i].kind, c->open[i].sample, (uint8_t)c->nopen, c->open[i].held};
+			c->open[i].start, end, n, pred, est, c->open[i].kind, c->open[i].sample, (uint8_t)c->nopen};
 		c->count++;
 		c->pred_ns += pred;
 	}
@@ -586,7 +650,7 @@ static int gate_enter(struct card *c, const struct mosaic_dev *d, CUcontext ctx,
 		if (c->nopen == MAX_OPEN)
 			close_slice(c), i = 0;
 		CUevent e = get_event(c);
-		if (e != NULL && sample)
+		if (e != NULL && sample && known(c, kind))
 			hold_start(c, stream);
 		if (e == NULL || mosaic_real.cuEventRecord(e, stream) != CUDA_SUCCESS) {
 			put_event(c, e);
@@ -608,11 +672,13 @@ static int gate_enter(struct card *c, const struct mosaic_dev *d, CUcontext ctx,
 
 static void gate_exit(struct card *c, int slot, CUstream stream, uint64_t kind)
 {
-	release_hold(); /* first: the stream waits for it */
+	int held = release_hold(); /* first: the stream waits for it */
 	pthread_mutex_lock(&c->mu);
 	c->inlaunch--;
 	int i = slot - 1, sample = 0;
 	if (i < c->nopen && c->open[i].stream == stream) {
+		if (c->open[i].held && !held) /* let go early: not the kernel's own time */
+			c->open[i].sample = 0;
 		uint64_t m = duration(c, kind);
 		c->open_ns += m ? m : c->per_launch_ns;
 		c->open[i].n++;

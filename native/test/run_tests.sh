@@ -234,12 +234,23 @@ share "force 25, host-bound loop" 12 28 CUDA_DEVICE_SM_LIMIT=25 $F "$B/test_enfo
 # below what it uses (force 40 held it at 11 %). The timed launch's start
 # is held until the launch is queued, so its timing is the kernel's own.
 new_scope latency
-L="STUB_LAUNCH_LATENCY_US=10"
+L="STUB_LAUNCH_LATENCY_US=10 MOSAIC_TIMING_HOLD=1"
 if u=$(run $L "$B/test_enforcer" gaps 2 3 10 2>"$T/err") && l=$(run $L CUDA_DEVICE_SM_LIMIT=40 $F "$B/test_enforcer" gaps 2 3 10 2>>"$T/err") &&
 	within "$l" "$(awk -v u="$u" 'BEGIN { print u * 0.75 }')" 43; then
-	pass "force 40, kernels shorter than the launch latency keep what they use: $l % (unlimited $u %)"
+	pass "force 40, held timings: kernels shorter than the launch latency keep what they use: $l % (unlimited $u %)"
 else
-	fail "force 40, kernels shorter than the launch latency: '$l' % (unlimited '$u' %)"; cat "$T/err"
+	fail "force 40, held timings: kernels shorter than the launch latency: '$l' % (unlimited '$u' %)"; cat "$T/err"
+fi
+# A launch call that waits for the device to go idle (lazy loading of a
+# kernel) while its own stream is held would wait forever: the watchdog lets
+# the hold go within milliseconds. test_enforcer fails on any hold the stub
+# had to let go itself after a second; timeout is the hang guard.
+new_scope holdsync
+if l=$(run timeout 60 env STUB_LAUNCH_LATENCY_US=10 MOSAIC_TIMING_HOLD=1 STUB_LAUNCH_SYNC_EVERY=7 CUDA_DEVICE_SM_LIMIT=40 $F \
+	"$B/test_enforcer" gaps 2 3 10 2>"$T/err"); then
+	pass "held timings: a launch that waits for an idle device does not hang ($l %)"
+else
+	fail "held timings: a launch that waits for an idle device: '$l'"; cat "$T/err"
 fi
 
 # Graph capture in global mode while another thread launches: the capture

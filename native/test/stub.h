@@ -6,6 +6,7 @@
  *   STUB_UUID_SWAP    1: device 0 gets device 1's UUID and back
  *   STUB_LAUNCH_LATENCY_US  how long after its launch call a kernel on an idle
  *                     stream starts (an event recorded there completes at once)
+ *   STUB_LAUNCH_SYNC_EVERY  every Nth launch waits for the device to go idle first
  */
 #ifndef MOSAIC_STUB_H
 #define MOSAIC_STUB_H

@@ -32,7 +32,8 @@ static struct counters local_counters, *ctr;
 static int ndev = 2;
 static uint64_t phys = 16ULL << 30;
 static long kernel_us;
-static uint64_t latency_ns;
+static uint64_t latency_ns, sync_every;
+static _Atomic uint64_t nlaunches;
 static _Thread_local const char *last;
 static _Thread_local int cur_dev;
 static struct CUctx_st {
@@ -55,6 +56,7 @@ EXPORT CUresult cuInit(unsigned int flags)
 	phys = env_u64("STUB_PHYS_BYTES", 16ULL << 30);
 	kernel_us = (long)env_u64("STUB_KERNEL_US", 0);
 	latency_ns = env_u64("STUB_LAUNCH_LATENCY_US", 0) * 1000ULL;
+	sync_every = env_u64("STUB_LAUNCH_SYNC_EVERY", 0);
 	ctr = &local_counters;
 	const char *f = getenv("STUB_SHARED_FILE");
 	if (f != NULL) {
@@ -319,7 +321,9 @@ EXPORT CUresult cuDeviceTotalMem_v2(size_t *b, CUdevice d)
  * an event recorded there completes at once, as on a real card.
  * cuStreamWaitValue32 holds a stream until a host word reaches a value: the
  * work queued behind it starts when a driver call first sees the word
- * written; a hold left for a second is let go and counted (stub_stuck_holds). */
+ * written; a hold left for a second is let go and counted (stub_stuck_holds).
+ * STUB_LAUNCH_SYNC_EVERY=N: every Nth launch call first waits until the
+ * device is idle, as the first launch of a lazily loaded kernel can. */
 static uint64_t now_ns(void)
 {
 	struct timespec t;
@@ -490,11 +494,15 @@ static void poll_holds(void)
 	}
 }
 
+static CUresult sync_streams(uintptr_t only);
+
 static CUresult run(const char *name, CUstream s, uint64_t dur_ns)
 {
 	last = name;
 	if (dur_ns == 0)
 		return CUDA_SUCCESS;
+	if (sync_every != 0 && ++nlaunches % sync_every == 0)
+		sync_streams(0);
 	pthread_mutex_lock(&gpu_mu);
 	poll_holds();
 	struct stream *st = stream_of(s);
