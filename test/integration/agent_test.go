@@ -10,6 +10,7 @@ import (
 
 	"github.com/containerd/nri/pkg/api"
 	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -200,7 +201,8 @@ func startAgent(t *testing.T, e *env, nodeName string, withNRI bool, configure .
 	t.Cleanup(func() { _ = e.cs.CoreV1().Nodes().Delete(context.Background(), nodeName, metav1.DeleteOptions{}) })
 	cm := &v1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "mosaic-sharing", Namespace: e.ns},
 		Data: map[string]string{agent.ConfigKey: "default: {splitCount: 10}\nnodes:\n  " + nodeName + ": {splitCount: 3}\n"}}
-	if _, err := e.cs.CoreV1().ConfigMaps(e.ns).Create(e.ctx, cm, metav1.CreateOptions{}); err != nil {
+	// Created by the first agent of the test; its other agents share it.
+	if _, err := e.cs.CoreV1().ConfigMaps(e.ns).Create(e.ctx, cm, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
 	dir, err := os.MkdirTemp("", "agent")

@@ -224,10 +224,19 @@ func (a *Agent) refresh(ctx context.Context) {
 	a.refreshing.Lock()
 	defer a.refreshing.Unlock()
 	cfg, err := a.sharing(ctx)
-	if err != nil {
+	switch {
+	case err == nil:
+	case a.publisher.Config != (device.NodeConfig{}):
 		a.logger.Error(err, "Reading the sharing config; keeping the last one")
 		cfg = a.publisher.Config
+	default:
+		a.logger.Error(err, "Reading the sharing config; using the flags until it can be read")
+		cfg = a.opts.Sharing
 	}
+	// What the kubelet is told and what the scheduler reads are one
+	// config, complete: the scheduler's own defaults never decide how
+	// many shares of this node's cards it places.
+	cfg = cfg.Merge(device.DefaultNodeConfig())
 	a.publisher.Config = cfg
 	a.publisher.NRI = a.nriConnected.Load()
 	devs, err := a.opts.Backend.Devices(ctx)
@@ -255,14 +264,11 @@ func (a *Agent) refresh(ctx context.Context) {
 	for _, f := range hooks {
 		f(devs, cfg)
 	}
-	a.serve(ctx, devs, cfg.SplitCount)
+	a.serve(ctx, devs, cfg)
 }
 
 // serve gives each resource name its kubelet server.
-func (a *Agent) serve(ctx context.Context, devs []device.Device, split int) {
-	if split == 0 {
-		split = defaultSplit
-	}
+func (a *Agent) serve(ctx context.Context, devs []device.Device, cfg device.NodeConfig) {
 	byResource := map[string][]device.Device{}
 	for _, d := range devs {
 		byResource[kubelet.ResourceName(&d)] = append(byResource[kubelet.ResourceName(&d)], d)
@@ -281,7 +287,7 @@ func (a *Agent) serve(ctx context.Context, devs []device.Device, split int) {
 				}
 			}()
 		}
-		s.SetDevices(kubelet.Shares(cards, split))
+		s.SetDevices(kubelet.Shares(cards, cfg))
 	}
 	for res, s := range a.servers {
 		if _, ok := byResource[res]; !ok {
@@ -289,9 +295,6 @@ func (a *Agent) serve(ctx context.Context, devs []device.Device, split int) {
 		}
 	}
 }
-
-// defaultSplit matches the scheduler's default deviceSplitCount.
-const defaultSplit = 10
 
 func (a *Agent) sharing(ctx context.Context) (device.NodeConfig, error) {
 	if a.opts.ConfigMap == "" {

@@ -62,7 +62,7 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
-	cards, cfg := c.cards, c.cfg.Merge(device.NodeConfig{SplitCount: defaultSplit, MemoryScaling: 1, CoreScaling: 1})
+	cards, cfg := c.cards, c.cfg.Merge(device.DefaultNodeConfig())
 	c.mu.Unlock()
 	used := map[string]device.Usage{}
 	for _, p := range c.pods() {
@@ -94,8 +94,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			healthy = 1
 		}
 		u := used[d.UUID]
-		ch <- prometheus.MustNewConstMetric(descMemory, prometheus.GaugeValue, float64(d.MemoryMiB)*cfg.MemoryScaling, lv...)
-		ch <- prometheus.MustNewConstMetric(descSlots, prometheus.GaugeValue, float64(cfg.SplitCount), lv...)
+		capacity := device.CardCapacity(&d, cfg)
+		ch <- prometheus.MustNewConstMetric(descMemory, prometheus.GaugeValue, float64(capacity.MemoryMiB), lv...)
+		ch <- prometheus.MustNewConstMetric(descSlots, prometheus.GaugeValue, float64(capacity.Slots), lv...)
 		ch <- prometheus.MustNewConstMetric(descHealthy, prometheus.GaugeValue, healthy, lv...)
 		ch <- prometheus.MustNewConstMetric(descAllocMem, prometheus.GaugeValue, float64(u.MemoryMiB), lv...)
 		ch <- prometheus.MustNewConstMetric(descAllocCor, prometheus.GaugeValue, float64(u.Cores), lv...)
