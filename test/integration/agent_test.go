@@ -79,7 +79,8 @@ func TestNodeAgentEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal("the agent's NRI plugin never adjusted the container:", err)
 	}
-	want := alloc.Containers[0].Devices[0].UUID + "," + alloc.Containers[0].Devices[1].UUID
+	shares := e.busOrder(nodeName, alloc.Containers[0].Devices)
+	want := shares[0].UUID + "," + shares[1].UUID
 	for _, kv := range adj.GetEnv() {
 		if kv.GetKey() == "NVIDIA_VISIBLE_DEVICES" && kv.GetValue() != want {
 			t.Errorf("NVIDIA_VISIBLE_DEVICES=%s, want %s", kv.GetValue(), want)
@@ -160,6 +161,8 @@ type agentRun struct {
 	rt      *nritest.Runtime
 	// health sends health events as the NVML backend's XID watcher does.
 	health chan healthEvent
+	// stateDir holds the limits files the agent writes.
+	stateDir string
 }
 
 type healthEvent struct {
@@ -238,6 +241,7 @@ func startAgent(t *testing.T, e *env, nodeName string, withNRI bool, configure .
 	for _, f := range configure {
 		f(dir, &opts)
 	}
+	run.stateDir = opts.NRI.StateDir
 	logger, _ := ktesting.NewTestContext(t)
 	a, err := agent.New(opts, logger)
 	if err != nil {

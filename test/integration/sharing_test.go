@@ -3,10 +3,13 @@ package integration
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -15,6 +18,7 @@ import (
 	"github.com/mosaic-gpu/mosaic/pkg/device"
 	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/agent"
 	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/kubelet"
+	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/nri"
 	"github.com/mosaic-gpu/mosaic/pkg/placement"
 )
 
@@ -152,4 +156,89 @@ func (e *env) waitInventory(node string, ok func(*device.Inventory) bool) *devic
 		e.t.Fatalf("node %s: no inventory as wanted within %v: %v", node, waitTimeout, err)
 	}
 	return inv
+}
+
+// A pod given two cards in the order opposite to their PCI bus order gets
+// them in bus order, with CUDA_DEVICE_ORDER=PCI_BUS_ID and each per-card
+// limit at the ordinal CUDA gives its card, whether the agent hands them
+// out through NRI or in the kubelet's Allocate.
+func TestNodeAgentHandsOutCardsInBusOrder(t *testing.T) {
+	for name, withNRI := range map[string]bool{"nri": true, "allocate": false} {
+		t.Run(name, func(t *testing.T) {
+			e := newStoppedEnv(t, nil)
+			nodeName := "bus-order-" + name
+			ag := startAgent(t, e, nodeName, withNRI)
+			inv := e.waitInventory(nodeName, func(inv *device.Inventory) bool { return inv.NRI == withNRI && len(inv.Devices) == 2 })
+			cards := e.busOrder(nodeName, []device.Share{
+				{UUID: inv.Devices[0].UUID}, {UUID: inv.Devices[1].UUID},
+			})
+			first, second := cards[0].UUID, cards[1].UUID
+			// The scheduler's order: the second card by bus first, with
+			// its own memory, so a limit at the wrong ordinal shows.
+			raw, err := device.EncodeAllocation(&device.Allocation{Node: nodeName, Containers: []device.ContainerAllocation{{Name: "c0", Devices: []device.Share{
+				{UUID: second, Vendor: device.VendorNVIDIA, MemoryMiB: 2000, Cores: 20},
+				{UUID: first, Vendor: device.VendorNVIDIA, MemoryMiB: 1000, Cores: 20},
+			}}}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "two-cards", Namespace: e.ns, Annotations: map[string]string{device.AllocationAnnotation: raw}},
+				Spec: v1.PodSpec{NodeName: nodeName, Containers: []v1.Container{{Name: "c0", Image: "cuda"}}}}
+			if p, err = e.cs.CoreV1().Pods(e.ns).Create(e.ctx, p, metav1.CreateOptions{}); err != nil {
+				t.Fatal(err)
+			}
+
+			env := map[string]string{}
+			if withNRI {
+				err := wait.PollUntilContextTimeout(ag.ctx, 50*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
+					adj, err := ag.rt.CreateContainer(ctx, sandbox(p), container(p, "c0"))
+					if err != nil || adj == nil {
+						return false, nil
+					}
+					for _, kv := range adj.GetEnv() {
+						env[kv.GetKey()] = kv.GetValue()
+					}
+					return len(env) > 0, nil
+				})
+				if err != nil {
+					t.Fatal("the agent's NRI plugin never adjusted the container:", err)
+				}
+			} else {
+				reg := ag.kubelet.WaitRegistered(t)
+				rsp, err := ag.kubelet.Dial(t, reg.Endpoint).Allocate(ag.ctx, &pluginapi.AllocateRequest{ContainerRequests: []*pluginapi.ContainerAllocateRequest{{DevicesIds: []string{"any::0", "any::1"}}}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				env = rsp.ContainerResponses[0].Envs
+			}
+			for k, want := range map[string]string{
+				device.NVIDIAVisibleDevicesEnv: first + "," + second,
+				device.CUDADeviceOrderEnv:      device.CUDADeviceOrderPCIBus,
+				"CUDA_DEVICE_MEMORY_LIMIT_0":   "1000m",
+				"CUDA_DEVICE_MEMORY_LIMIT_1":   "2000m",
+			} {
+				if env[k] != want {
+					t.Errorf("%s=%q, want %q", k, env[k], want)
+				}
+			}
+			l := readLimits(t, ag.stateDir, p, "c0")
+			if len(l.Cards) != 2 || l.Cards[0].UUID != first || l.Cards[0].MemoryBytes != 1000<<20 || l.Cards[1].UUID != second || l.Cards[1].MemoryBytes != 2000<<20 {
+				t.Errorf("limits cards = %+v, want %s (1000 MiB) at 0 and %s (2000 MiB) at 1", l.Cards, first, second)
+			}
+		})
+	}
+}
+
+// readLimits reads the limits file the node agent wrote for a container.
+func readLimits(t *testing.T, stateDir string, p *v1.Pod, ctr string) *device.Limits {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(nri.ContainerStateDir(stateDir, string(p.UID)), ctr, "limits.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := device.DecodeLimits(string(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return l
 }

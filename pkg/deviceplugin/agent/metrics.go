@@ -64,6 +64,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
 	cards, cfg := c.cards, c.cfg.Merge(device.DefaultNodeConfig())
 	c.mu.Unlock()
+	buses := device.BusesOf(cards)
 	used := map[string]device.Usage{}
 	for _, p := range c.pods() {
 		node, fp, ok, err := device.PodFootprint(p)
@@ -75,12 +76,20 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		a, _ := device.DecodeAllocation(p.Annotations[device.AllocationAnnotation])
 		for _, ctr := range a.Containers {
-			var measured []uint64
-			if c.stateDir != "" {
-				measured, _ = device.ReadAccounting(filepath.Join(nri.ContainerStateDir(c.stateDir, string(p.UID)), ctr.Name, "shared", device.AccountingFile))
-			}
-			for i, s := range ctr.Devices {
+			for _, s := range ctr.Devices {
 				ch <- prometheus.MustNewConstMetric(descPodShare, prometheus.GaugeValue, float64(s.MemoryMiB), c.node, p.Namespace, p.Name, ctr.Name, s.UUID)
+			}
+			if c.stateDir == "" {
+				continue
+			}
+			measured, _ := device.ReadAccounting(filepath.Join(nri.ContainerStateDir(c.stateDir, string(p.UID)), ctr.Name, "shared", device.AccountingFile))
+			// The accounting is per CUDA ordinal: the container's
+			// cards in bus order, as the NRI decision handed them out.
+			ordered, err := device.InBusOrder(ctr.Devices, buses.PCIBus)
+			if err != nil {
+				continue
+			}
+			for i, s := range ordered {
 				if i < len(measured) {
 					ch <- prometheus.MustNewConstMetric(descPodUsed, prometheus.GaugeValue, float64(measured[i]), c.node, p.Namespace, p.Name, ctr.Name, s.UUID)
 				}
