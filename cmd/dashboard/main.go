@@ -21,7 +21,6 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
 
-	"github.com/mosaic-gpu/mosaic/pkg/apis/config"
 	"github.com/mosaic-gpu/mosaic/pkg/dashboard"
 	"github.com/mosaic-gpu/mosaic/pkg/device"
 )
@@ -30,9 +29,9 @@ func main() {
 	klog.InitFlags(nil)
 	kubeconfig := flag.String("kubeconfig", "", "kubeconfig file; in-cluster config when empty")
 	addr := flag.String("addr", ":8080", "listen address")
-	split := flag.Int("split-count", config.DefaultSplitCount, "the scheduler's deviceSplitCount")
-	mem := flag.Float64("memory-scaling", config.DefaultScaling, "the scheduler's deviceMemoryScaling")
-	cores := flag.Float64("core-scaling", config.DefaultScaling, "the scheduler's deviceCoreScaling")
+	split := flag.Int("split-count", device.DefaultSplitCount, "the scheduler's deviceSplitCount, for nodes whose inventory does not say")
+	mem := flag.Float64("memory-scaling", device.DefaultScaling, "the scheduler's deviceMemoryScaling, for nodes whose inventory does not say")
+	cores := flag.Float64("core-scaling", device.DefaultScaling, "the scheduler's deviceCoreScaling, for nodes whose inventory does not say")
 	flag.Parse()
 	if err := run(*kubeconfig, *addr, device.NodeConfig{SplitCount: *split, MemoryScaling: *mem, CoreScaling: *cores}); err != nil {
 		klog.ErrorS(err, "mosaic-dashboard failed")

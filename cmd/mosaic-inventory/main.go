@@ -66,7 +66,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		devs = append(devs, found...)
 	}
 
-	s, err := device.EncodeInventory(&device.Inventory{Devices: devs})
+	// With the sharing an agent without flags or ConfigMap publishes.
+	s, err := device.EncodeInventory(&device.Inventory{Devices: devs, Config: device.DefaultNodeConfig()})
 	if err != nil {
 		return err
 	}

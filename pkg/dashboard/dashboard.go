@@ -34,7 +34,8 @@ var page = template.Must(template.New("page.html").Funcs(template.FuncMap{
 type Source struct {
 	Nodes func() []*v1.Node
 	Pods  func() []*v1.Pod
-	// Defaults are the scheduler's sharing defaults (its plugin args).
+	// Defaults are the scheduler's sharing args, for nodes whose inventory
+	// does not carry its own.
 	Defaults device.NodeConfig
 }
 

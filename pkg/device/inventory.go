@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math"
 )
 
 // InventoryVersion is the version of the Inventory encoding this package
@@ -16,7 +15,9 @@ const InventoryVersion = 1
 type Inventory struct {
 	Version int      `json:"version"`
 	Devices []Device `json:"devices"`
-	// Config holds this node's overrides of the scheduler's sharing defaults.
+	// Config is how the node shares its cards: the node agent publishes
+	// the values it serves the kubelet with, so that the scheduler places
+	// on each card exactly as many shares as the kubelet counts.
 	Config NodeConfig `json:"config,omitempty"`
 	// NRI is true when the node agent hands out cards at container creation
 	// (the pod's allocation is read there). False means the kubelet's
@@ -24,55 +25,6 @@ type Inventory struct {
 	// lets only one GPU pod at a time be in flight to such a node. The
 	// agent says true only while its NRI plugin is connected to the runtime.
 	NRI bool `json:"nri"`
-}
-
-// NodeConfig is the sharing configuration of a node's cards. A zero field
-// means "the scheduler's default".
-type NodeConfig struct {
-	// SplitCount is how many vGPU shares one card can hold.
-	SplitCount int `json:"splitCount,omitempty"`
-	// MemoryScaling over-commits memory: a card offers memoryMiB*scaling.
-	MemoryScaling float64 `json:"memoryScaling,omitempty"`
-	// CoreScaling over-commits compute: a card offers 100*scaling cores.
-	CoreScaling float64 `json:"coreScaling,omitempty"`
-}
-
-// Limits accepted for NodeConfig fields.
-const (
-	MaxSplitCount = 1024
-	MaxScaling    = 100.0
-)
-
-// Validate checks a config, naming the field and its limit.
-func (c NodeConfig) Validate(path string) error {
-	if c.SplitCount < 0 || c.SplitCount > MaxSplitCount {
-		return fmt.Errorf("%s.splitCount: %d must be in 1..%d (0 = default)", path, c.SplitCount, MaxSplitCount)
-	}
-	if err := validScaling(path+".memoryScaling", c.MemoryScaling); err != nil {
-		return err
-	}
-	return validScaling(path+".coreScaling", c.CoreScaling)
-}
-
-func validScaling(path string, v float64) error {
-	if math.IsNaN(v) || v < 0 || v > MaxScaling || (v > 0 && v < 0.01) {
-		return fmt.Errorf("%s: %v must be in 0.01..%v (0 = default)", path, v, MaxScaling)
-	}
-	return nil
-}
-
-// Merge returns c with its zero fields taken from defaults.
-func (c NodeConfig) Merge(defaults NodeConfig) NodeConfig {
-	if c.SplitCount == 0 {
-		c.SplitCount = defaults.SplitCount
-	}
-	if c.MemoryScaling == 0 {
-		c.MemoryScaling = defaults.MemoryScaling
-	}
-	if c.CoreScaling == 0 {
-		c.CoreScaling = defaults.CoreScaling
-	}
-	return c
 }
 
 // EncodeInventory validates inv and returns its annotation value.

@@ -48,6 +48,8 @@ func TestDecodeInventoryErrors(t *testing.T) {
 		"duplicate uuid": {`{"version":1,"devices":[{"uuid":"u","index":0,"vendor":"NVIDIA","model":"x","memoryMiB":1,"numa":0,"healthy":true},{"uuid":"u","index":1,"vendor":"NVIDIA","model":"x","memoryMiB":1,"numa":0,"healthy":true}]}`, "listed twice"},
 		"split too big":  {`{"version":1,"devices":[],"config":{"splitCount":5000}}`, "config.splitCount: 5000 must be in 1..1024"},
 		"scaling NaN":    {`{"version":1,"devices":[],"config":{"memoryScaling":-1}}`, "config.memoryScaling: -1 must be in 0.01..100"},
+		"negative split": {`{"version":1,"devices":[],"config":{"splitCount":-4}}`, "config.splitCount: -4 must be in 1..1024"},
+		"core scaling":   {`{"version":1,"devices":[],"config":{"coreScaling":1000}}`, "config.coreScaling: 1000 must be in 0.01..100"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -59,9 +61,36 @@ func TestDecodeInventoryErrors(t *testing.T) {
 	}
 }
 
-func TestNodeConfigMerge(t *testing.T) {
-	got := NodeConfig{SplitCount: 4}.Merge(NodeConfig{SplitCount: 10, MemoryScaling: 1, CoreScaling: 2})
-	if want := (NodeConfig{SplitCount: 4, MemoryScaling: 1, CoreScaling: 2}); got != want {
-		t.Errorf("Merge = %+v, want %+v", got, want)
+// An agent publishes its complete sharing config; inventories written
+// before it did (or by a tool) carry none or part of it, and still decode:
+// what they leave out means the default.
+func TestDecodeInventorySharing(t *testing.T) {
+	card := `{"uuid":"GPU-0","index":0,"vendor":"NVIDIA","model":"L4","memoryMiB":23034,"numa":0,"healthy":true}`
+	tests := []struct {
+		name, config string
+		want         NodeConfig
+	}{
+		{"old, without config", ``, DefaultNodeConfig()},
+		{"old, split only", `,"config":{"splitCount":4}`, NodeConfig{SplitCount: 4, MemoryScaling: 1, CoreScaling: 1}},
+		{"new, complete", `,"config":{"splitCount":4,"memoryScaling":1.5,"coreScaling":2}`, NodeConfig{SplitCount: 4, MemoryScaling: 1.5, CoreScaling: 2}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			inv, err := DecodeInventory(`{"version":1,"devices":[` + card + `]` + tc.config + `,"nri":true}`)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := inv.Config.Merge(DefaultNodeConfig()); got != tc.want {
+				t.Errorf("sharing = %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+	// What an agent publishes, it reads back whole.
+	s, err := EncodeInventory(&Inventory{Devices: testInventory().Devices, Config: NodeConfig{SplitCount: 4, MemoryScaling: 1, CoreScaling: 1}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(s, `"config":{"splitCount":4,"memoryScaling":1,"coreScaling":1}`) {
+		t.Errorf("encoded %s, want the complete config", s)
 	}
 }

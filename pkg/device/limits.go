@@ -176,8 +176,10 @@ func (l *Limits) validate() error {
 }
 
 // ContainerLimits derives a container's limits file from its allocation:
-// cards in allocation order become CUDA ordinals 0..n-1, matching the order
-// of the UUIDs the node agent lists in NVIDIA_VISIBLE_DEVICES.
+// its cards, in the order given, become CUDA ordinals 0..n-1. The node
+// agent passes them in PCI bus order (InBusOrder), the order of the UUIDs
+// it lists in NVIDIA_VISIBLE_DEVICES and the one CUDA numbers them in
+// under CUDA_DEVICE_ORDER=PCI_BUS_ID.
 func ContainerLimits(c *ContainerAllocation, policy CorePolicy) *Limits {
 	l := &Limits{Policy: policy}
 	for i, s := range c.Devices {

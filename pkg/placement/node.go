@@ -9,17 +9,10 @@ type Card struct {
 	Used     device.Usage
 }
 
-// NewCard derives a card's capacity from its node's sharing config.
+// NewCard derives a card's capacity from its node's sharing config, the
+// one the node agent advertises to the kubelet when its inventory says.
 func NewCard(d *device.Device, cfg device.NodeConfig, used device.Usage) Card {
-	return Card{
-		Device: d,
-		Capacity: device.Usage{
-			MemoryMiB: int64(float64(d.MemoryMiB) * cfg.MemoryScaling),
-			Cores:     int(100 * cfg.CoreScaling),
-			Slots:     cfg.SplitCount,
-		},
-		Used: used,
-	}
+	return Card{Device: d, Capacity: device.CardCapacity(d, cfg), Used: used}
 }
 
 func (c *Card) free() device.Usage { return c.Capacity.Sub(c.Used) }

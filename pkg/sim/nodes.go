@@ -9,7 +9,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/mosaic-gpu/mosaic/pkg/apis/config"
 	"github.com/mosaic-gpu/mosaic/pkg/device"
 	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/discovery"
 	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/inventory"
@@ -26,11 +25,13 @@ func CreateNodes(ctx context.Context, cs kubernetes.Interface, specs []NodeSpec)
 				return err
 			}
 			devs, _ := backend.Devices(ctx)
-			cfg := spec.DeviceConfig.Merge(device.NodeConfig{SplitCount: config.DefaultSplitCount})
+			// As the node agent does: the config it advertises to the
+			// kubelet is the one it publishes.
+			cfg := spec.DeviceConfig.Merge(device.DefaultNodeConfig())
 			if _, err := cs.CoreV1().Nodes().Create(ctx, nodeObject(name, spec, devs, cfg.SplitCount), metav1.CreateOptions{}); err != nil {
 				return fmt.Errorf("creating node %s: %w", name, err)
 			}
-			pub := &inventory.Publisher{Client: cs, NodeName: name, Backend: backend, Config: spec.DeviceConfig, NRI: true}
+			pub := &inventory.Publisher{Client: cs, NodeName: name, Backend: backend, Config: cfg, NRI: true}
 			if err := pub.Publish(ctx); err != nil {
 				return err
 			}

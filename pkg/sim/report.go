@@ -13,7 +13,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 
-	"github.com/mosaic-gpu/mosaic/pkg/apis/config"
 	"github.com/mosaic-gpu/mosaic/pkg/device"
 	"github.com/mosaic-gpu/mosaic/pkg/usage"
 )
@@ -99,8 +98,7 @@ func buildReport(ctx context.Context, cs kubernetes.Interface, created []string)
 	for i := range list.Items {
 		nodes[i] = &list.Items[i]
 	}
-	defaults := device.NodeConfig{SplitCount: config.DefaultSplitCount, MemoryScaling: config.DefaultScaling, CoreScaling: config.DefaultScaling}
-	for _, n := range usage.Compute(nodes, pods, defaults) {
+	for _, n := range usage.Compute(nodes, pods, device.DefaultNodeConfig()) {
 		nr := NodeResult{Name: n.Name, Devices: []CardResult{}}
 		for _, c := range n.Cards {
 			var holders []string

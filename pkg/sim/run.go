@@ -18,7 +18,6 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/mosaic-gpu/mosaic/config"
-	apiconfig "github.com/mosaic-gpu/mosaic/pkg/apis/config"
 	"github.com/mosaic-gpu/mosaic/pkg/cluster"
 	"github.com/mosaic-gpu/mosaic/pkg/dashboard"
 	"github.com/mosaic-gpu/mosaic/pkg/device"
@@ -122,7 +121,7 @@ func serve(ctx context.Context, cs kubernetes.Interface, addr string, l net.List
 			})
 			return out
 		},
-		Defaults: device.NodeConfig{SplitCount: apiconfig.DefaultSplitCount, MemoryScaling: apiconfig.DefaultScaling, CoreScaling: apiconfig.DefaultScaling},
+		Defaults: device.DefaultNodeConfig(),
 	}
 	if l == nil {
 		var err error

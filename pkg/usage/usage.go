@@ -79,12 +79,12 @@ func Compute(nodes []*v1.Node, pods []*v1.Pod, defaults device.NodeConfig) []Nod
 		cfg := inv.Config.Merge(defaults)
 		node := Node{Name: n.Name, NRI: inv.NRI, Cards: []Card{}}
 		for _, d := range inv.Devices {
-			u := used[n.Name][d.UUID]
+			u, capacity := used[n.Name][d.UUID], device.CardCapacity(&d, cfg)
 			node.Cards = append(node.Cards, Card{
 				UUID: d.UUID, Index: d.Index, Model: d.Model, NUMA: d.NUMA, Healthy: d.Healthy && !d.MIG,
-				MemoryMiB: int64(float64(d.MemoryMiB) * cfg.MemoryScaling), UsedMemoryMiB: u.MemoryMiB,
-				Cores: int(100 * cfg.CoreScaling), UsedCores: u.Cores,
-				Slots: cfg.SplitCount, UsedSlots: u.Slots, Exclusive: u.Exclusive, Holders: holders[d.UUID],
+				MemoryMiB: capacity.MemoryMiB, UsedMemoryMiB: u.MemoryMiB,
+				Cores: capacity.Cores, UsedCores: u.Cores,
+				Slots: capacity.Slots, UsedSlots: u.Slots, Exclusive: u.Exclusive, Holders: holders[d.UUID],
 			})
 		}
 		sort.Slice(node.Cards, func(i, j int) bool { return node.Cards[i].Index < node.Cards[j].Index })

@@ -10,6 +10,7 @@ import (
 
 	"github.com/containerd/nri/pkg/api"
 	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/wait"
@@ -78,7 +79,8 @@ func TestNodeAgentEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal("the agent's NRI plugin never adjusted the container:", err)
 	}
-	want := alloc.Containers[0].Devices[0].UUID + "," + alloc.Containers[0].Devices[1].UUID
+	shares := e.busOrder(nodeName, alloc.Containers[0].Devices)
+	want := shares[0].UUID + "," + shares[1].UUID
 	for _, kv := range adj.GetEnv() {
 		if kv.GetKey() == "NVIDIA_VISIBLE_DEVICES" && kv.GetValue() != want {
 			t.Errorf("NVIDIA_VISIBLE_DEVICES=%s, want %s", kv.GetValue(), want)
@@ -159,6 +161,8 @@ type agentRun struct {
 	rt      *nritest.Runtime
 	// health sends health events as the NVML backend's XID watcher does.
 	health chan healthEvent
+	// stateDir holds the limits files the agent writes.
+	stateDir string
 }
 
 type healthEvent struct {
@@ -200,7 +204,8 @@ func startAgent(t *testing.T, e *env, nodeName string, withNRI bool, configure .
 	t.Cleanup(func() { _ = e.cs.CoreV1().Nodes().Delete(context.Background(), nodeName, metav1.DeleteOptions{}) })
 	cm := &v1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "mosaic-sharing", Namespace: e.ns},
 		Data: map[string]string{agent.ConfigKey: "default: {splitCount: 10}\nnodes:\n  " + nodeName + ": {splitCount: 3}\n"}}
-	if _, err := e.cs.CoreV1().ConfigMaps(e.ns).Create(e.ctx, cm, metav1.CreateOptions{}); err != nil {
+	// Created by the first agent of the test; its other agents share it.
+	if _, err := e.cs.CoreV1().ConfigMaps(e.ns).Create(e.ctx, cm, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
 		t.Fatal(err)
 	}
 	dir, err := os.MkdirTemp("", "agent")
@@ -236,6 +241,7 @@ func startAgent(t *testing.T, e *env, nodeName string, withNRI bool, configure .
 	for _, f := range configure {
 		f(dir, &opts)
 	}
+	run.stateDir = opts.NRI.StateDir
 	logger, _ := ktesting.NewTestContext(t)
 	a, err := agent.New(opts, logger)
 	if err != nil {

@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -309,6 +310,37 @@ func allocation(t testing.TB, p *v1.Pod) *device.Allocation {
 		t.Fatalf("pod %s bound to %s but its allocation names %s", p.Name, p.Spec.NodeName, a.Node)
 	}
 	return a
+}
+
+// inventory returns the inventory published on a node.
+func (e *env) inventory(node string) *device.Inventory {
+	e.t.Helper()
+	n, err := e.cs.CoreV1().Nodes().Get(e.ctx, node, metav1.GetOptions{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	inv, err := device.DecodeInventory(n.Annotations[device.InventoryAnnotation])
+	if err != nil {
+		e.t.Fatalf("node %s: %v", node, err)
+	}
+	return inv
+}
+
+// busOrder returns shares sorted by their cards' PCI bus IDs in the node's
+// inventory: the order the node agent hands a container its cards in.
+func (e *env) busOrder(node string, shares []device.Share) []device.Share {
+	e.t.Helper()
+	bus := map[string]device.PCIAddress{}
+	for _, d := range e.inventory(node).Devices {
+		a, err := device.ParsePCIAddress(d.PCIBus)
+		if err != nil {
+			e.t.Fatalf("node %s card %s: %v", node, d.UUID, err)
+		}
+		bus[d.UUID] = a
+	}
+	out := slices.Clone(shares)
+	slices.SortFunc(out, func(a, b device.Share) int { return bus[a.UUID].Compare(bus[b.UUID]) })
+	return out
 }
 
 // cards lists the card indexes of a pod's first container.

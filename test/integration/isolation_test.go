@@ -22,7 +22,8 @@ func TestNRIOnlyAllocatedContainersGetCards(t *testing.T) {
 	rt, _ := startNRIPlugin(t, e, nri.Config{NodeName: "iso"}, gpu)
 
 	cudaImage := []string{"NVIDIA_VISIBLE_DEVICES=all", "CUDA_VERSION=12.4.1"}
-	granted := alloc.Containers[0].Devices[0].UUID + "," + alloc.Containers[0].Devices[1].UUID
+	shares := e.busOrder("iso", alloc.Containers[0].Devices)
+	granted := shares[0].UUID + "," + shares[1].UUID
 	tests := []struct {
 		name, ctr string
 		sandbox   *api.PodSandbox

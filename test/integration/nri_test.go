@@ -93,8 +93,10 @@ func TestNodeAgentHandsEachPodItsCards(t *testing.T) {
 			t.Fatalf("%s: %v", r.pod.Name, r.err)
 		}
 		a := allocation(t, r.pod)
+		// The cards in bus order, CUDA's under CUDA_DEVICE_ORDER=PCI_BUS_ID.
+		shares := e.busOrder(a.Node, a.Containers[0].Devices)
 		var want []string
-		for _, s := range a.Containers[0].Devices {
+		for _, s := range shares {
 			want = append(want, s.UUID)
 		}
 		env := map[string]string{}
@@ -113,7 +115,7 @@ func TestNodeAgentHandsEachPodItsCards(t *testing.T) {
 			t.Fatal(err)
 		}
 		for i, c := range l.Cards {
-			s := a.Containers[0].Devices[i]
+			s := shares[i]
 			if c.UUID != s.UUID || c.MemoryBytes != uint64(s.MemoryMiB)<<20 || c.Cores != s.Cores {
 				t.Errorf("%s: limits card %d = %+v, allocation %+v", r.pod.Name, i, c, s)
 			}
@@ -191,6 +193,9 @@ func startNRIPlugin(t *testing.T, e *env, cfg nri.Config, probe *v1.Pod) (*nrite
 	t.Cleanup(rt.Stop)
 	logger, _ := ktesting.NewTestContext(t)
 	cfg.StateDir = filepath.Join(dir, "state")
+	// The bus IDs the node agent knows from discovery: its node's
+	// inventory's.
+	cfg.Buses = device.BusesOf(e.inventory(cfg.NodeName).Devices)
 	plugin, err := nri.New(cfg, logger, rt.Socket)
 	if err != nil {
 		t.Fatal(err)

@@ -10,8 +10,6 @@ const (
 	DefaultNodePolicy = device.PolicyBinpack
 	DefaultGPUPolicy  = device.PolicySpread
 	DefaultNUMAPolicy = string(placement.NUMABestEffort)
-	DefaultSplitCount = 10
-	DefaultScaling    = 1.0
 )
 
 // SetDefaultsMosaicArgs fills the unset fields of args.
@@ -25,21 +23,26 @@ func SetDefaultsMosaicArgs(args *MosaicArgs) {
 	if args.NUMAPolicy == "" {
 		args.NUMAPolicy = DefaultNUMAPolicy
 	}
+	// The sharing args default to the node agent's own defaults, so that
+	// a node whose inventory does not say is shared as its agent shares it.
+	d := device.DefaultNodeConfig()
 	if args.DeviceSplitCount == 0 {
-		args.DeviceSplitCount = DefaultSplitCount
+		args.DeviceSplitCount = d.SplitCount
 	}
 	if args.DeviceMemoryScaling == 0 {
-		args.DeviceMemoryScaling = DefaultScaling
+		args.DeviceMemoryScaling = d.MemoryScaling
 	}
 	if args.DeviceCoreScaling == 0 {
-		args.DeviceCoreScaling = DefaultScaling
+		args.DeviceCoreScaling = d.CoreScaling
 	}
 	if args.AscendModels == nil {
 		args.AscendModels = device.DefaultAscendModels()
 	}
 }
 
-// NodeDefaults is the sharing config of a node whose inventory sets none.
+// NodeDefaults is the sharing config of a node whose inventory does not
+// say (an agent older than the published config, or an inventory written by
+// a tool); a node agent publishes its own, which wins.
 func (a *MosaicArgs) NodeDefaults() device.NodeConfig {
 	return device.NodeConfig{SplitCount: a.DeviceSplitCount, MemoryScaling: a.DeviceMemoryScaling, CoreScaling: a.DeviceCoreScaling}
 }

@@ -26,12 +26,17 @@ type MosaicArgs struct {
 	GPUPolicy device.Policy `json:"gpuPolicy,omitempty"`
 	// NUMAPolicy is none, best-effort (default) or single-numa.
 	NUMAPolicy string `json:"numaPolicy,omitempty"`
-	// DeviceSplitCount is how many shares one card holds (default 10).
-	// A node's inventory may override it and the two scalings.
+	// DeviceSplitCount is how many shares one card holds on a node whose
+	// inventory does not say (default device.DefaultSplitCount). The node
+	// agent publishes the split count it advertises to the kubelet, and
+	// that one wins: the kubelet counts the node's shares, not the
+	// scheduler.
 	DeviceSplitCount int `json:"deviceSplitCount,omitempty"`
-	// DeviceMemoryScaling over-commits card memory (default 1.0).
+	// DeviceMemoryScaling over-commits card memory where the inventory
+	// does not say (default 1.0).
 	DeviceMemoryScaling float64 `json:"deviceMemoryScaling,omitempty"`
-	// DeviceCoreScaling over-commits card compute (default 1.0).
+	// DeviceCoreScaling over-commits card compute where the inventory
+	// does not say (default 1.0).
 	DeviceCoreScaling float64 `json:"deviceCoreScaling,omitempty"`
 	// DefaultMemoryMiB is the memory of a request that names none; 0 (the
 	// default) means the whole card.

@@ -69,6 +69,10 @@ type Agent struct {
 	// both run.
 	refreshing sync.Mutex
 
+	// buses holds the cards' PCI bus IDs, by which the NRI decision
+	// orders a container's cards (nri.Config.Buses).
+	buses *cardBuses
+
 	mu        sync.Mutex
 	onPublish []func([]device.Device, device.NodeConfig)
 	unhealthy map[string]bool
@@ -85,9 +89,12 @@ func New(opts Options, logger klog.Logger) (*Agent, error) {
 		opts.Refresh = 30 * time.Second
 	}
 	opts.NRI.NodeName = opts.NodeName
+	buses := &cardBuses{}
+	opts.NRI.Buses = buses
 	a := &Agent{
 		opts:      opts,
 		logger:    logger,
+		buses:     buses,
 		unhealthy: map[string]bool{},
 		servers:   map[string]*kubelet.Server{},
 		publisher: &inventory.Publisher{Client: opts.Client, NodeName: opts.NodeName, Backend: opts.Backend},
@@ -118,6 +125,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	a.serverCtx = ctx
 	a.informers.Start(ctx.Done())
 	a.informers.WaitForCacheSync(ctx.Done())
+	// Cards first: the NRI decision orders a container's cards by the
+	// bus IDs discovery found.
+	a.refresh(ctx)
 	if a.opts.NRISocket != "" {
 		p, err := nri.New(a.opts.NRI, a.logger.WithName("nri"), a.opts.NRISocket)
 		if err != nil {
@@ -134,12 +144,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	t := time.NewTicker(a.opts.Refresh)
 	defer t.Stop()
 	for {
-		a.refresh(ctx)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
 		}
+		a.refresh(ctx)
 	}
 }
 
@@ -224,10 +234,19 @@ func (a *Agent) refresh(ctx context.Context) {
 	a.refreshing.Lock()
 	defer a.refreshing.Unlock()
 	cfg, err := a.sharing(ctx)
-	if err != nil {
+	switch {
+	case err == nil:
+	case a.publisher.Config != (device.NodeConfig{}):
 		a.logger.Error(err, "Reading the sharing config; keeping the last one")
 		cfg = a.publisher.Config
+	default:
+		a.logger.Error(err, "Reading the sharing config; using the flags until it can be read")
+		cfg = a.opts.Sharing
 	}
+	// What the kubelet is told and what the scheduler reads are one
+	// config, complete: the scheduler's own defaults never decide how
+	// many shares of this node's cards it places.
+	cfg = cfg.Merge(device.DefaultNodeConfig())
 	a.publisher.Config = cfg
 	a.publisher.NRI = a.nriConnected.Load()
 	devs, err := a.opts.Backend.Devices(ctx)
@@ -239,6 +258,7 @@ func (a *Agent) refresh(ctx context.Context) {
 		a.logger.Error(err, "Discovering devices")
 		return
 	}
+	a.buses.set(devs)
 	a.mu.Lock()
 	for i := range devs {
 		if a.unhealthy[devs[i].UUID] {
@@ -255,14 +275,11 @@ func (a *Agent) refresh(ctx context.Context) {
 	for _, f := range hooks {
 		f(devs, cfg)
 	}
-	a.serve(ctx, devs, cfg.SplitCount)
+	a.serve(ctx, devs, cfg)
 }
 
 // serve gives each resource name its kubelet server.
-func (a *Agent) serve(ctx context.Context, devs []device.Device, split int) {
-	if split == 0 {
-		split = defaultSplit
-	}
+func (a *Agent) serve(ctx context.Context, devs []device.Device, cfg device.NodeConfig) {
 	byResource := map[string][]device.Device{}
 	for _, d := range devs {
 		byResource[kubelet.ResourceName(&d)] = append(byResource[kubelet.ResourceName(&d)], d)
@@ -281,7 +298,7 @@ func (a *Agent) serve(ctx context.Context, devs []device.Device, split int) {
 				}
 			}()
 		}
-		s.SetDevices(kubelet.Shares(cards, split))
+		s.SetDevices(kubelet.Shares(cards, cfg))
 	}
 	for res, s := range a.servers {
 		if _, ok := byResource[res]; !ok {
@@ -289,9 +306,6 @@ func (a *Agent) serve(ctx context.Context, devs []device.Device, split int) {
 		}
 	}
 }
-
-// defaultSplit matches the scheduler's default deviceSplitCount.
-const defaultSplit = 10
 
 func (a *Agent) sharing(ctx context.Context) (device.NodeConfig, error) {
 	if a.opts.ConfigMap == "" {
@@ -317,4 +331,26 @@ func sharingFrom(cm *corev1.ConfigMap, node string, flags device.NodeConfig) (de
 		return device.NodeConfig{}, fmt.Errorf("configmap %s/%s: %w", cm.Namespace, cm.Name, err)
 	}
 	return sc.For(node).Merge(flags), nil
+}
+
+// cardBuses is nri.Buses over the cards discovery last found. A card
+// keeps its bus ID while it is in the node, so a container created between
+// two refreshes is ordered as one created after.
+type cardBuses struct {
+	mu     sync.RWMutex
+	byUUID device.PCIBuses
+}
+
+func (b *cardBuses) set(devs []device.Device) {
+	m := device.BusesOf(devs)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.byUUID = m
+}
+
+// PCIBus implements nri.Buses.
+func (b *cardBuses) PCIBus(uuid string) (string, bool) {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	return b.byUUID.PCIBus(uuid)
 }

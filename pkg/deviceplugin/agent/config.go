@@ -16,8 +16,10 @@ import (
 //	nodes:
 //	  gpu-node-7: {splitCount: 4, memoryScaling: 1.5}
 //
-// A node's entry overrides the default field by field; what neither sets is
-// left to the scheduler's plugin args.
+// A node's entry overrides the default field by field; what neither sets
+// comes from the agent's flags, then from device.DefaultNodeConfig. The
+// agent publishes the result in its inventory and advertises its split
+// count to the kubelet; the scheduler places by it.
 type SharingConfig struct {
 	Default device.NodeConfig            `json:"default,omitempty"`
 	Nodes   map[string]device.NodeConfig `json:"nodes,omitempty"`

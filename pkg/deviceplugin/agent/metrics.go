@@ -62,8 +62,9 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
-	cards, cfg := c.cards, c.cfg.Merge(device.NodeConfig{SplitCount: defaultSplit, MemoryScaling: 1, CoreScaling: 1})
+	cards, cfg := c.cards, c.cfg.Merge(device.DefaultNodeConfig())
 	c.mu.Unlock()
+	buses := device.BusesOf(cards)
 	used := map[string]device.Usage{}
 	for _, p := range c.pods() {
 		node, fp, ok, err := device.PodFootprint(p)
@@ -75,12 +76,20 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		}
 		a, _ := device.DecodeAllocation(p.Annotations[device.AllocationAnnotation])
 		for _, ctr := range a.Containers {
-			var measured []uint64
-			if c.stateDir != "" {
-				measured, _ = device.ReadAccounting(filepath.Join(nri.ContainerStateDir(c.stateDir, string(p.UID)), ctr.Name, "shared", device.AccountingFile))
-			}
-			for i, s := range ctr.Devices {
+			for _, s := range ctr.Devices {
 				ch <- prometheus.MustNewConstMetric(descPodShare, prometheus.GaugeValue, float64(s.MemoryMiB), c.node, p.Namespace, p.Name, ctr.Name, s.UUID)
+			}
+			if c.stateDir == "" {
+				continue
+			}
+			measured, _ := device.ReadAccounting(filepath.Join(nri.ContainerStateDir(c.stateDir, string(p.UID)), ctr.Name, "shared", device.AccountingFile))
+			// The accounting is per CUDA ordinal: the container's
+			// cards in bus order, as the NRI decision handed them out.
+			ordered, err := device.InBusOrder(ctr.Devices, buses.PCIBus)
+			if err != nil {
+				continue
+			}
+			for i, s := range ordered {
 				if i < len(measured) {
 					ch <- prometheus.MustNewConstMetric(descPodUsed, prometheus.GaugeValue, float64(measured[i]), c.node, p.Namespace, p.Name, ctr.Name, s.UUID)
 				}
@@ -94,8 +103,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			healthy = 1
 		}
 		u := used[d.UUID]
-		ch <- prometheus.MustNewConstMetric(descMemory, prometheus.GaugeValue, float64(d.MemoryMiB)*cfg.MemoryScaling, lv...)
-		ch <- prometheus.MustNewConstMetric(descSlots, prometheus.GaugeValue, float64(cfg.SplitCount), lv...)
+		capacity := device.CardCapacity(&d, cfg)
+		ch <- prometheus.MustNewConstMetric(descMemory, prometheus.GaugeValue, float64(capacity.MemoryMiB), lv...)
+		ch <- prometheus.MustNewConstMetric(descSlots, prometheus.GaugeValue, float64(capacity.Slots), lv...)
 		ch <- prometheus.MustNewConstMetric(descHealthy, prometheus.GaugeValue, healthy, lv...)
 		ch <- prometheus.MustNewConstMetric(descAllocMem, prometheus.GaugeValue, float64(u.MemoryMiB), lv...)
 		ch <- prometheus.MustNewConstMetric(descAllocCor, prometheus.GaugeValue, float64(u.Cores), lv...)

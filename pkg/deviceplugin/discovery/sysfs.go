@@ -1,7 +1,6 @@
 package discovery
 
 import (
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -18,31 +17,16 @@ const defaultSysfsRoot = "/sys"
 // NVML, upper or lower case, with or without a domain) into the kernel's
 // form, "0000:19:00.0", the name of the card's directory in sysfs.
 func normalizePCIBusID(id string) (string, error) {
-	parts := strings.Split(strings.TrimSpace(id), ":")
-	if len(parts) == 2 {
-		parts = append([]string{"0"}, parts...)
+	a, err := device.ParsePCIAddress(id)
+	if err != nil {
+		return "", err
 	}
-	if len(parts) != 3 {
-		return "", fmt.Errorf("PCI bus id %q: want domain:bus:device.function", id)
-	}
-	devFn := strings.Split(parts[2], ".")
-	if len(devFn) != 2 {
-		return "", fmt.Errorf("PCI bus id %q: want domain:bus:device.function", id)
-	}
-	var v [4]uint64
-	for i, s := range []string{parts[0], parts[1], devFn[0], devFn[1]} {
-		n, err := strconv.ParseUint(s, 16, 32)
-		if err != nil {
-			return "", fmt.Errorf("PCI bus id %q: %q is not hexadecimal", id, s)
-		}
-		v[i] = n
-	}
-	return formatPCIBusID(v[0], v[1], v[2], v[3]), nil
+	return a.String(), nil
 }
 
 // formatPCIBusID formats a PCI address as the kernel names it in sysfs.
 func formatPCIBusID(domain, bus, dev, fn uint64) string {
-	return fmt.Sprintf("%04x:%02x:%02x.%x", domain, bus, dev, fn)
+	return device.PCIAddress{Domain: uint32(domain), Bus: uint32(bus), Device: uint32(dev), Function: uint32(fn)}.String()
 }
 
 // readNUMANode returns the NUMA node sysfs reports for a PCI device, or

@@ -27,12 +27,15 @@ func ResourceName(d *device.Device) string {
 	return string(device.ResourceNvidiaGPU)
 }
 
-// Shares lists the kubelet devices of cards: split shares per card, with
-// the card's health and NUMA node.
-func Shares(cards []device.Device, split int) []*pluginapi.Device {
-	out := make([]*pluginapi.Device, 0, len(cards)*split)
+// Shares lists the kubelet devices of cards under a complete sharing
+// config: one per share the scheduler may place on the card, each with the
+// card's health and NUMA node, so that the kubelet's topology hints for a
+// share are its card's.
+func Shares(cards []device.Device, cfg device.NodeConfig) []*pluginapi.Device {
+	var out []*pluginapi.Device
 	for i := range cards {
 		d := &cards[i]
+		split := device.CardCapacity(d, cfg).Slots
 		health := pluginapi.Healthy
 		if !d.Healthy || d.MIG {
 			health = pluginapi.Unhealthy

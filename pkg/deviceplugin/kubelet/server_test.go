@@ -47,7 +47,7 @@ func TestServerWithFakeKubelet(t *testing.T) {
 	defer cancel()
 
 	s := NewServer("nvidia.com/gpu", dir, logger)
-	s.SetDevices(Shares(cards(), 4))
+	s.SetDevices(Shares(cards(), device.NodeConfig{SplitCount: 4}))
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
 
@@ -75,7 +75,7 @@ func TestServerWithFakeKubelet(t *testing.T) {
 	// A card turns unhealthy: the change is streamed.
 	c := cards()
 	c[1].Healthy = false
-	s.SetDevices(Shares(c, 4))
+	s.SetDevices(Shares(c, device.NodeConfig{SplitCount: 4}))
 	next, err := stream.Recv()
 	if err != nil {
 		t.Fatal(err)
@@ -149,7 +149,7 @@ func TestServerRetriesRegistration(t *testing.T) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	s := NewServer("nvidia.com/gpu", dir, logger)
-	s.SetDevices(Shares(cards(), 1))
+	s.SetDevices(Shares(cards(), device.NodeConfig{SplitCount: 1}))
 	done := make(chan error, 1)
 	go func() { done <- s.Run(ctx) }()
 	select {

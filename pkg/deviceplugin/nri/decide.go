@@ -49,6 +49,16 @@ type Config struct {
 	// that need every card (a GPU metrics exporter, a driver validator);
 	// every other container without an allocation gets no card.
 	ExemptNamespaces []string
+	// Buses knows this node's cards' PCI bus IDs, by which a container's
+	// NVIDIA cards are ordered. The node agent fills it from discovery;
+	// without it a container of several NVIDIA cards is refused.
+	Buses Buses
+}
+
+// Buses gives the PCI bus ID of one of this node's cards; false when the
+// node has no such card or does not know its bus. device.PCIBuses is one.
+type Buses interface {
+	PCIBus(uuid string) (string, bool)
 }
 
 // Pod is what Decide reads of a pod.
@@ -205,18 +215,32 @@ func decide(cfg *Config, podUID string, c *device.ContainerAllocation, ctr Conta
 	return d, nil
 }
 
-func (d *Decision) nvidia(cfg *Config, podUID string, c *device.ContainerAllocation) error {
+func (d *Decision) nvidia(cfg *Config, podUID string, alloc *device.ContainerAllocation) error {
+	// The container's CUDA ordinals are its cards in PCI bus order, and
+	// every per-card list below follows that order, not the allocation's.
+	var bus func(string) (string, bool)
+	if cfg.Buses != nil {
+		bus = cfg.Buses.PCIBus
+	}
+	ordered, err := device.InBusOrder(alloc.Devices, bus)
+	if err != nil {
+		return fmt.Errorf("container %s: %w", alloc.Name, err)
+	}
+	c := *alloc
+	c.Devices = ordered
 	uuids := make([]string, len(c.Devices))
 	cores := 0
 	for i, s := range c.Devices {
 		uuids[i] = s.UUID
-		// HAMi's variables, for images built against HAMi-core.
+		// HAMi's variables, for images built against HAMi-core: index i
+		// is CUDA ordinal i.
 		d.Env["CUDA_DEVICE_MEMORY_LIMIT_"+strconv.Itoa(i)] = strconv.FormatInt(s.MemoryMiB, 10) + "m"
 		cores = max(cores, s.Cores)
 	}
-	// The NVIDIA container toolkit reads this; the order of the UUIDs is
-	// the CUDA ordinal order the limits file uses. The /dev/null mounts
-	// say the same to a toolkit that takes only those from unprivileged
+	d.Env[device.CUDADeviceOrderEnv] = device.CUDADeviceOrderPCIBus
+	// The NVIDIA container toolkit reads this; the UUIDs are listed in the
+	// CUDA ordinal order the limits file uses. The /dev/null mounts say
+	// the same to a toolkit that takes only those from unprivileged
 	// containers (docs/security.md).
 	d.Env[device.NVIDIAVisibleDevicesEnv] = strings.Join(uuids, ",")
 	for _, u := range uuids {
@@ -234,7 +258,7 @@ func (d *Decision) nvidia(cfg *Config, podUID string, c *device.ContainerAllocat
 	dir := filepath.Join(cfg.StateDir, containerState, podUID, c.Name)
 	// A limits file that cannot be written refuses the container: an
 	// empty one would leave the enforcer to fail closed with no word why.
-	limits, err := device.EncodeLimits(device.ContainerLimits(c, cfg.CorePolicy))
+	limits, err := device.EncodeLimits(device.ContainerLimits(&c, cfg.CorePolicy))
 	if err != nil {
 		return fmt.Errorf("container %s: %w", c.Name, err)
 	}

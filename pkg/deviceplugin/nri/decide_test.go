@@ -21,7 +21,10 @@ func allocation(t *testing.T, node string, shares ...device.Share) map[string]st
 var (
 	cardA = device.Share{UUID: "GPU-a", Index: 3, Vendor: device.VendorNVIDIA, MemoryMiB: 3000, Cores: 30}
 	cardB = device.Share{UUID: "GPU-b", Index: 5, Vendor: device.VendorNVIDIA, MemoryMiB: 4000, Cores: 30}
-	cfg   = &Config{NodeName: "n1", StateDir: "/var/lib/mosaic", EnforcerLib: "/opt/mosaic/libmosaic-enforcer.so", CorePolicy: device.CorePolicyDefault}
+	// GPU-c's bus is in a higher PCI domain, written with more digits:
+	// bus order is numeric, not the order of the strings.
+	buses = device.PCIBuses{"GPU-a": "0000:17:00.0", "GPU-b": "0000:65:00.0", "GPU-c": "10000:01:00.0"}
+	cfg   = &Config{NodeName: "n1", StateDir: "/var/lib/mosaic", EnforcerLib: "/opt/mosaic/libmosaic-enforcer.so", CorePolicy: device.CorePolicyDefault, Buses: buses}
 )
 
 func TestDecideNVIDIA(t *testing.T) {
@@ -33,6 +36,7 @@ func TestDecideNVIDIA(t *testing.T) {
 		"NVIDIA_VISIBLE_DEVICES":      "GPU-a,GPU-b",
 		"CUDA_DEVICE_MEMORY_LIMIT_0":  "3000m",
 		"CUDA_DEVICE_MEMORY_LIMIT_1":  "4000m",
+		"CUDA_DEVICE_ORDER":           "PCI_BUS_ID",
 		"CUDA_DEVICE_SM_LIMIT":        "30",
 		"GPU_CORE_UTILIZATION_POLICY": "default",
 		// No Ascend card, whatever the image says.
@@ -65,6 +69,42 @@ func TestDecideNVIDIA(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []device.CardLimit{{Ordinal: 0, UUID: "GPU-a", MemoryBytes: 3000 << 20, Cores: 30}, {Ordinal: 1, UUID: "GPU-b", MemoryBytes: 4000 << 20, Cores: 30}}
+	if diff := cmp.Diff(want, l.Cards); diff != "" {
+		t.Errorf("limits (-want,+got):\n%s", diff)
+	}
+}
+
+// The scheduler lists a container's cards in the order it chose them; CUDA
+// numbers them by PCI bus once told CUDA_DEVICE_ORDER=PCI_BUS_ID. So every
+// per-card list the container gets follows the bus order: ordinal i, HAMi's
+// limit i and the limits file's card i are the same, i-th card by bus ID.
+func TestDecideNVIDIAInBusOrder(t *testing.T) {
+	cardC := device.Share{UUID: "GPU-c", Index: 0, Vendor: device.VendorNVIDIA, MemoryMiB: 5000, Cores: 30}
+	// Allocation order c, b, a (card indexes 0, 5, 3); bus order a, b, c.
+	d, err := Decide(cfg, Pod{UID: "uid-1", Annotations: allocation(t, "n1", cardC, cardB, cardA)}, Container{Name: "main", Env: []string{RequestEnv + "=nvidia.com/gpu"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{
+		"NVIDIA_VISIBLE_DEVICES":     "GPU-a,GPU-b,GPU-c",
+		"CUDA_DEVICE_ORDER":          "PCI_BUS_ID",
+		"CUDA_DEVICE_MEMORY_LIMIT_0": "3000m",
+		"CUDA_DEVICE_MEMORY_LIMIT_1": "4000m",
+		"CUDA_DEVICE_MEMORY_LIMIT_2": "5000m",
+	} {
+		if got := d.Env[k]; got != want {
+			t.Errorf("%s=%q, want %q", k, got, want)
+		}
+	}
+	l, err := device.DecodeLimits(d.Files["/var/lib/mosaic/containers/uid-1/main/limits.conf"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []device.CardLimit{
+		{Ordinal: 0, UUID: "GPU-a", MemoryBytes: 3000 << 20, Cores: 30},
+		{Ordinal: 1, UUID: "GPU-b", MemoryBytes: 4000 << 20, Cores: 30},
+		{Ordinal: 2, UUID: "GPU-c", MemoryBytes: 5000 << 20, Cores: 30},
+	}
 	if diff := cmp.Diff(want, l.Cards); diff != "" {
 		t.Errorf("limits (-want,+got):\n%s", diff)
 	}
@@ -104,6 +144,8 @@ func TestDecideRefusals(t *testing.T) {
 		// A limits file cannot name it: the container is refused rather than
 		// given an empty one.
 		{"uuid the limits file cannot hold", allocation(t, "n1", uuid("GPU-a=b")), "main", req, `container main: limits card 0: uuid "GPU-a=b"`},
+		// Its CUDA ordinal among the others could not be told.
+		{"card of unknown bus among several", allocation(t, "n1", cardA, uuid("GPU-x")), "main", req, "container main: devices[1]: card GPU-x has no known PCI bus ID"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

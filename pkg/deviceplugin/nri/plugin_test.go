@@ -110,7 +110,7 @@ func TestPluginContainerSeesOnlyItsCards(t *testing.T) {
 		{name: "kubectl debug container", ns: "team-a", ann: ann, ctr: "debugger-x7k2p", wantEnv: none, wantMounts: []string{"/data"}},
 		{name: "granted container", ns: "team-a", ann: ann, ctr: "main",
 			wantEnv: map[string]string{"PATH": "/usr/bin", "CUDA_VERSION": "12.4.1", "NVIDIA_VISIBLE_DEVICES": "GPU-a", "CUDA_DEVICE_MEMORY_LIMIT_0": "3000m",
-				"CUDA_DEVICE_SM_LIMIT": "30", "ASCEND_VISIBLE_DEVICES": "", "ASCEND_RT_VISIBLE_DEVICES": ""},
+				"CUDA_DEVICE_ORDER": "PCI_BUS_ID", "CUDA_DEVICE_SM_LIMIT": "30", "ASCEND_VISIBLE_DEVICES": "", "ASCEND_RT_VISIBLE_DEVICES": ""},
 			wantMounts: []string{"/data", "/var/run/nvidia-container-devices/GPU-a"}},
 		{name: "exempt node daemon", ns: "gpu-operator", ctr: "dcgm-exporter",
 			wantEnv:    map[string]string{"PATH": "/usr/bin", "CUDA_VERSION": "12.4.1", "NVIDIA_VISIBLE_DEVICES": "all", "ASCEND_VISIBLE_DEVICES": "0-7", "ASCEND_RT_VISIBLE_DEVICES": "0"},
