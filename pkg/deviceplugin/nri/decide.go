@@ -95,7 +95,9 @@ type Decision struct {
 // container) gets none, whatever its image or spec selects. Decide returns
 // nil only for containers of ExemptNamespaces, and an error, which fails
 // the container's creation with a message on the pod, when the allocation
-// is missing or does not match this node or container.
+// is missing or does not match this node or container, or when the pod
+// shares a card and the container's settings would take it out of the
+// enforcer's hold (checkOverrides).
 func Decide(cfg *Config, pod Pod, ctr Container) (*Decision, error) {
 	requested := false
 	for _, e := range ctr.Env {
