@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/yaml"
 	"k8s.io/client-go/kubernetes/scheme"
@@ -57,5 +58,58 @@ func TestManifestsDecode(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// The webhook reads the file the scheduler reads: its --config is the
+// config.yaml of the scheduler's ConfigMap, mounted, and its override
+// policy is spelled out.
+func TestWebhookReadsTheSchedulersConfig(t *testing.T) {
+	deployment := func(file, name string) *appsv1.Deployment {
+		t.Helper()
+		b, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dec := yaml.NewYAMLOrJSONDecoder(bytes.NewReader(b), 4096)
+		for {
+			var d appsv1.Deployment
+			if err := dec.Decode(&d); err != nil {
+				t.Fatalf("%s: no Deployment %s (%v)", file, name, err)
+			}
+			if d.Kind == "Deployment" && d.Name == name {
+				return &d
+			}
+		}
+	}
+	// configFile is the --config of the deployment's first container and
+	// the ConfigMap mounted where it points.
+	configFile := func(d *appsv1.Deployment) (path, configMap string) {
+		t.Helper()
+		c := d.Spec.Template.Spec.Containers[0]
+		for _, a := range c.Args {
+			if v, ok := strings.CutPrefix(a, "--config="); ok {
+				path = v
+			}
+		}
+		for _, m := range c.VolumeMounts {
+			if m.MountPath != filepath.Dir(path) {
+				continue
+			}
+			for _, v := range d.Spec.Template.Spec.Volumes {
+				if v.Name == m.Name && v.ConfigMap != nil {
+					configMap = v.ConfigMap.Name
+				}
+			}
+		}
+		return path, configMap
+	}
+	sPath, sCM := configFile(deployment("scheduler.yaml", "mosaic-scheduler"))
+	wPath, wCM := configFile(deployment("webhook.yaml", "mosaic-webhook"))
+	if wCM != "mosaic-scheduler-config" || filepath.Base(wPath) != "config.yaml" || wCM != sCM || filepath.Base(wPath) != filepath.Base(sPath) {
+		t.Errorf("webhook --config=%s from ConfigMap %q; the scheduler reads %s from %q", wPath, wCM, sPath, sCM)
+	}
+	if args := strings.Join(deployment("webhook.yaml", "mosaic-webhook").Spec.Template.Spec.Containers[0].Args, " "); !strings.Contains(args, "--override-policy=deny") {
+		t.Errorf("webhook args %s do not spell out --override-policy=deny", args)
 	}
 }

@@ -1,6 +1,8 @@
 // Command mosaic-webhook is Mosaic's pod admission webhook: it refuses
-// invalid device requests at admission, routes device pods to Mosaic's
-// scheduler, and keeps allocation annotations the scheduler's alone.
+// invalid device requests at admission (read with the scheduler's own
+// args), refuses pods sharing a card whose containers would escape the
+// enforcer, routes device pods to Mosaic's scheduler, and keeps allocation
+// annotations the scheduler's alone.
 package main
 
 import (
@@ -15,7 +17,6 @@ import (
 
 	"k8s.io/klog/v2"
 
-	"github.com/mosaic-gpu/mosaic/pkg/device"
 	"github.com/mosaic-gpu/mosaic/pkg/webhook"
 )
 
@@ -25,9 +26,27 @@ func main() {
 	cert := flag.String("tls-cert-file", "/etc/mosaic-webhook/tls.crt", "serving certificate")
 	key := flag.String("tls-private-key-file", "/etc/mosaic-webhook/tls.key", "serving key")
 	scheduler := flag.String("scheduler-name", "mosaic-scheduler", "schedulerName set on device pods that name none or default-scheduler; empty: leave it")
+	schedulerConfig := flag.String("config", "", "the scheduler's KubeSchedulerConfiguration file: device requests are read with its Mosaic args (Ascend models, defaults); empty: the built-in args")
+	overridePolicy := flag.String("override-policy", string(webhook.OverrideDeny), "for a pod that shares a card and has a container that defeats the enforcer (privileged, its own LD_PRELOAD, ...): deny refuses it, warn admits it with a warning (the node agent still refuses the container)")
 	flag.Parse()
 
-	h := webhook.New(webhook.Config{SchedulerName: *scheduler, ParseOptions: device.ParseOptions{AscendModels: device.DefaultAscendModels()}}, klog.Background())
+	policy, err := webhook.ParseOverridePolicy(*overridePolicy)
+	if err != nil {
+		klog.ErrorS(err, "--override-policy")
+		os.Exit(2)
+	}
+	cfg := webhook.Config{SchedulerName: *scheduler, ParseOptions: webhook.DefaultParseOptions(), OverridePolicy: policy}
+	if *schedulerConfig != "" {
+		data, err := os.ReadFile(*schedulerConfig)
+		if err == nil {
+			err = cfg.ReadSchedulerConfig(data)
+		}
+		if err != nil {
+			klog.ErrorS(err, "--config", "file", *schedulerConfig)
+			os.Exit(2)
+		}
+	}
+	h := webhook.New(cfg, klog.Background())
 	mux := http.NewServeMux()
 	mux.Handle("/pods", h)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
@@ -40,7 +59,7 @@ func main() {
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	klog.InfoS("Serving the pod admission webhook", "addr", *addr, "schedulerName", *scheduler)
+	klog.InfoS("Serving the pod admission webhook", "addr", *addr, "schedulerName", *scheduler, "config", *schedulerConfig, "overridePolicy", policy)
 	if err := srv.ListenAndServeTLS(*cert, *key); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		klog.ErrorS(err, "mosaic-webhook failed")
 		os.Exit(1)

@@ -56,7 +56,9 @@ func (cp *ControlPlane) start() error {
 	// TaintNodesByCondition would taint every new node not-ready, and no
 	// node lifecycle controller runs here to lift it; nodes are plain API
 	// objects. ServiceAccount admission needs a token controller.
-	flags := []string{"--disable-admission-plugins=ServiceAccount,TaintNodesByCondition"}
+	// Privileged containers are allowed, as kubeadm's clusters allow them:
+	// what Mosaic does with them is for the tests to see.
+	flags := []string{"--disable-admission-plugins=ServiceAccount,TaintNodesByCondition", "--allow-privileged=true"}
 	srv, err := kubeapiservertesting.StartTestServer(tb, nil, flags, sc)
 	if err != nil {
 		return fmt.Errorf("starting kube-apiserver: %w", err)

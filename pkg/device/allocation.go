@@ -39,6 +39,24 @@ type Share struct {
 	Template  string `json:"template,omitempty"`
 }
 
+// Exclusive reports whether the share is a whole card nobody else holds:
+// the share of an exclusive request (ContainerRequest.Exclusive).
+func (s *Share) Exclusive() bool { return s.Cores >= MaxCores }
+
+// SharesCards reports whether a container of the pod holds a share of a
+// card that other pods may hold too: the allocation of a request that
+// SharesCards.
+func (a *Allocation) SharesCards() bool {
+	for _, c := range a.Containers {
+		for i := range c.Devices {
+			if !c.Devices[i].Exclusive() {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // EncodeAllocation validates a and returns its annotation value.
 func EncodeAllocation(a *Allocation) (string, error) {
 	a.Version = AllocationVersion
@@ -150,7 +168,7 @@ func (a *Allocation) Footprint() map[string]Usage {
 	initPeak := map[string]Usage{}
 	for _, c := range a.Containers {
 		for _, s := range c.Devices {
-			u := Usage{MemoryMiB: s.MemoryMiB, Cores: s.Cores, Slots: 1, Exclusive: s.Cores >= MaxCores}
+			u := Usage{MemoryMiB: s.MemoryMiB, Cores: s.Cores, Slots: 1, Exclusive: s.Exclusive()}
 			if c.Init {
 				initPeak[s.UUID] = initPeak[s.UUID].max(u)
 			} else {

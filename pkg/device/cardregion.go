@@ -16,7 +16,7 @@ import (
 const (
 	// CardRegionDir holds one directory per card, named by its UUID, in
 	// the container as on the host under the agent's state directory.
-	CardRegionDir = "/run/mosaic/cards"
+	CardRegionDir = RunDir + "/cards"
 	// CardRegionFile is the region's file in a card's directory.
 	CardRegionFile = "lease"
 	// CardRegionSize is the size of the file, and all a reader needs of it.

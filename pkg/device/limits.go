@@ -21,11 +21,21 @@ import (
 const (
 	LimitsHeader  = "mosaic-limits"
 	LimitsVersion = 1
+	// RunDir is the enforcer's directory in a container (MOSAIC_RUN_DIR in
+	// native/src/config.h): the node agent mounts the limits file, the
+	// shared accounting directory and the cards' regions under it.
+	RunDir = "/run/mosaic"
 	// LimitsPath is where the enforcer looks for the file in a container.
-	LimitsPath = "/run/mosaic/limits.conf"
+	LimitsPath = RunDir + "/limits.conf"
 	// SharedDir is the per-container directory for the enforcer's shared
 	// accounting file.
-	SharedDir = "/run/mosaic/shared"
+	SharedDir = RunDir + "/shared"
+	// EnforcerPath is where the node agent mounts the enforcer library in
+	// a container, and PreloadPath the file that makes the dynamic loader
+	// load it into every process: unlike LD_PRELOAD, a process cannot
+	// unset it for its children.
+	EnforcerPath = "/usr/local/lib/mosaic/libmosaic-enforcer.so"
+	PreloadPath  = "/etc/ld.so.preload"
 )
 
 // CorePolicy is HAMi's GPU_CORE_UTILIZATION_POLICY: when the compute limit

@@ -43,7 +43,7 @@ func (r *ContainerRequest) MemoryOn(d *Device) int64 {
 }
 
 // Exclusive reports whether the request needs cards nobody else uses.
-func (r *ContainerRequest) Exclusive() bool { return r.Cores >= 100 }
+func (r *ContainerRequest) Exclusive() bool { return r.Cores >= MaxCores }
 
 // PodRequest is a pod's device request and its placement preferences.
 type PodRequest struct {
@@ -55,6 +55,23 @@ type PodRequest struct {
 	NUMABind   bool
 	NodePolicy Policy
 	GPUPolicy  Policy
+}
+
+// SharesCards reports whether the pod asks for a share of a card that
+// other pods may hold at the same time, so that the enforcer's limits, not
+// the scheduler alone, keep its containers and theirs apart. Every request
+// shares but an exclusive one (cores 100: nvidia.com/gpucores: 100, or
+// whole Ascend cards): a request naming only nvidia.com/gpu takes the
+// card's memory but not its compute, and where a node over-commits memory
+// (memoryScaling) others fit beside it. The allocation of such a pod says
+// the same (Allocation.SharesCards).
+func (req *PodRequest) SharesCards() bool {
+	for i := range req.Containers {
+		if !req.Containers[i].Exclusive() {
+			return true
+		}
+	}
+	return false
 }
 
 // Selector restricts which cards a pod may use. Types match the card model

@@ -147,6 +147,8 @@ type podSpec struct {
 	annotations map[string]string
 	priority    string
 	containers  int
+	// edit, when set, changes the pod before it is created.
+	edit func(*v1.Pod)
 }
 
 func (e *env) pod(s podSpec) *v1.Pod {
@@ -161,6 +163,9 @@ func (e *env) pod(s podSpec) *v1.Pod {
 	}
 	for i := range n {
 		p.Spec.Containers = append(p.Spec.Containers, v1.Container{Name: fmt.Sprintf("c%d", i), Image: "x", Resources: v1.ResourceRequirements{Limits: rl}})
+	}
+	if s.edit != nil {
+		s.edit(p)
 	}
 	return p
 }

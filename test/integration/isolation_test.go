@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/containerd/nri/pkg/api"
+	v1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/nri"
 	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/nri/nritest"
@@ -13,11 +15,20 @@ import (
 
 // Containers from a CUDA image (NVIDIA_VISIBLE_DEVICES=all) created through
 // the node agent's NRI plugin: the container the real scheduler gave cards
-// to starts with exactly those; its pod's unlisted sidecar, a kubectl debug
-// container in it, and a pod without a GPU request start with none.
+// to starts with exactly those; its pod's sidecar without a request, a
+// kubectl debug container added to it, and a pod without a GPU request
+// start with none.
 func TestNRIOnlyAllocatedContainersGetCards(t *testing.T) {
 	e := newEnv(t, nil, a100("iso", 4))
-	gpu, alloc := e.mustBind(podSpec{name: "gpu", limits: map[string]string{"nvidia.com/gpu": "2", "nvidia.com/gpumem": "1000"}})
+	gpu, alloc := e.mustBind(podSpec{name: "gpu", limits: map[string]string{"nvidia.com/gpu": "2", "nvidia.com/gpumem": "1000"},
+		edit: func(p *v1.Pod) {
+			p.Spec.Containers = append(p.Spec.Containers, v1.Container{Name: "sidecar", Image: "x"})
+		}})
+	gpu.Spec.EphemeralContainers = []v1.EphemeralContainer{{EphemeralContainerCommon: v1.EphemeralContainerCommon{Name: "debugger-x7k2p", Image: "x", TerminationMessagePolicy: v1.TerminationMessageReadFile}}}
+	gpu, err := e.cs.CoreV1().Pods(e.ns).UpdateEphemeralContainers(e.ctx, gpu.Name, gpu, metav1.UpdateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	plain := e.run(podSpec{name: "plain"})
 	rt, _ := startNRIPlugin(t, e, nri.Config{NodeName: "iso"}, gpu)
 

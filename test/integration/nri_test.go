@@ -168,17 +168,28 @@ func TestForgedAllocationIsRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := &nri.Config{NodeName: "signed", StateDir: dir, AllocationKey: key}
-	if d, err := nri.Decide(cfg, nri.Pod{UID: string(real.UID), Annotations: real.Annotations}, nri.Container{Name: "c0"}); err != nil || d == nil {
+	if d, err := nri.Decide(cfg, nri.Pod{UID: string(real.UID), Annotations: real.Annotations}, nri.Container{Name: "c0", Spec: specOf(t, real, "c0")}); err != nil || d == nil {
 		t.Fatalf("the scheduled pod was refused: %v", err)
 	}
-	if _, err := nri.Decide(cfg, nri.Pod{UID: string(forged.UID), Annotations: forged.Annotations}, nri.Container{Name: "c0"}); err == nil || !strings.Contains(err.Error(), "signature does not match") {
+	if _, err := nri.Decide(cfg, nri.Pod{UID: string(forged.UID), Annotations: forged.Annotations}, nri.Container{Name: "c0", Spec: specOf(t, forged, "c0")}); err == nil || !strings.Contains(err.Error(), "signature does not match") {
 		t.Fatalf("the forged pod was not refused: %v", err)
 	}
 }
 
+// specOf is the pod's container as its spec has it.
+func specOf(t *testing.T, p *v1.Pod, name string) *device.ContainerSettings {
+	t.Helper()
+	s, ok := device.ContainerSpecSettings(p, name)
+	if !ok {
+		t.Fatalf("pod %s has no container %s", p.Name, name)
+	}
+	return &s
+}
+
 // startNRIPlugin runs the node agent's NRI plugin (cfg, with a fresh state
-// directory) against NRI's runtime side, and waits until it answers for
-// probe's container c0. It returns the runtime and the state directory.
+// directory) against NRI's runtime side, reading pod specs from the API
+// server, and waits until it answers for probe's container c0. It returns
+// the runtime and the state directory.
 func startNRIPlugin(t *testing.T, e *env, cfg nri.Config, probe *v1.Pod) (*nritest.Runtime, string) {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "nri")
@@ -199,6 +210,13 @@ func startNRIPlugin(t *testing.T, e *env, cfg nri.Config, probe *v1.Pod) (*nrite
 	plugin, err := nri.New(cfg, logger, rt.Socket)
 	if err != nil {
 		t.Fatal(err)
+	}
+	plugin.Pods = func(namespace, name string) *v1.Pod {
+		p, err := e.cs.CoreV1().Pods(namespace).Get(e.ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return nil
+		}
+		return p
 	}
 	ctx, cancel := context.WithCancel(e.ctx)
 	t.Cleanup(cancel)

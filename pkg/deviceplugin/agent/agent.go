@@ -19,6 +19,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	corev1listers "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
@@ -55,6 +56,7 @@ type Agent struct {
 	publisher *inventory.Publisher
 
 	pods      func() []*corev1.Pod
+	podLister corev1listers.PodLister
 	informers informers.SharedInformerFactory
 	handout   *handout
 	// nriConnected is whether the NRI plugin is connected to the runtime
@@ -105,6 +107,7 @@ func New(opts Options, logger klog.Logger) (*Agent, error) {
 		o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", opts.NodeName).String()
 	}))
 	lister := a.informers.Core().V1().Pods().Lister()
+	a.podLister = lister
 	a.pods = func() []*corev1.Pod {
 		pods, _ := lister.List(labels.Everything())
 		return pods
@@ -118,6 +121,15 @@ func New(opts Options, logger klog.Logger) (*Agent, error) {
 
 // Pods lists the pods bound to this node, from the agent's informer.
 func (a *Agent) Pods() []*corev1.Pod { return a.pods() }
+
+// pod finds a pod bound to this node in the agent's informer.
+func (a *Agent) pod(namespace, name string) *corev1.Pod {
+	p, err := a.podLister.Pods(namespace).Get(name)
+	if err != nil {
+		return nil
+	}
+	return p
+}
 
 // Run serves until ctx ends. A node without a driver runs with no devices
 // and says so; it does not crash-loop.
@@ -134,6 +146,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			return err
 		}
 		p.OnConnection = func(connected bool) { a.nriChanged(ctx, connected) }
+		p.Pods = a.pod
 		go a.runNRI(ctx, p)
 	} else {
 		a.logger.Info("NRI is off: the kubelet's Allocate hands out devices, and the scheduler sends this node one device pod at a time")

@@ -64,7 +64,13 @@ func (h *handout) Allocate(ctx context.Context, resource string, ids []string) (
 	if len(c.Devices) != len(ids) {
 		return nil, fmt.Errorf("pod %s/%s container %s: the kubelet asks for %d %s, the allocation lists %d cards", pod.Namespace, pod.Name, c.Name, len(ids), resource, len(c.Devices))
 	}
-	d, err := nri.Decide(h.cfg, nri.Pod{UID: string(pod.UID), Namespace: pod.Namespace, Annotations: pod.Annotations}, nri.Container{Name: c.Name})
+	// Allocate does not show the container, only its pod: the spec is all
+	// there is to check, and the kubelet lets its variables win over ours.
+	ctr := nri.Container{Name: c.Name}
+	if s, ok := device.ContainerSpecSettings(pod, c.Name); ok {
+		ctr.Spec = &s
+	}
+	d, err := nri.Decide(h.cfg, nri.Pod{UID: string(pod.UID), Namespace: pod.Namespace, Annotations: pod.Annotations}, ctr)
 	if err != nil {
 		return nil, fmt.Errorf("pod %s/%s: %w", pod.Namespace, pod.Name, err)
 	}

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/klog/v2/ktesting"
+	"k8s.io/utils/ptr"
 
 	"github.com/mosaic-gpu/mosaic/pkg/device"
 	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/nri"
@@ -29,7 +30,7 @@ func TestHandoutIgnoresItsOwnLabelNotYetSeen(t *testing.T) {
 			t.Fatal(err)
 		}
 		return &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns", UID: types.UID("uid-" + name),
-			Annotations: map[string]string{device.AllocationAnnotation: raw}}, Spec: v1.PodSpec{NodeName: "n1"}}
+			Annotations: map[string]string{device.AllocationAnnotation: raw}}, Spec: v1.PodSpec{NodeName: "n1", Containers: []v1.Container{{Name: "c0"}}}}
 	}
 	first, next := pod("first", "GPU-first"), pod("next", "GPU-next")
 	client := fake.NewClientset(first.DeepCopy(), next.DeepCopy())
@@ -85,5 +86,32 @@ func TestHandoutIgnoresItsOwnLabelNotYetSeen(t *testing.T) {
 	}
 	if len(h.labelled) != 0 {
 		t.Errorf("labelled = %v after the informer showed both labels", h.labelled)
+	}
+}
+
+// Without NRI the kubelet lets a pod spec's variables win over those
+// Allocate returns, and Allocate does not see the container: it refuses a
+// device container of a pod sharing a card by the pod's spec.
+func TestHandoutRefusesOverrides(t *testing.T) {
+	raw, err := device.EncodeAllocation(&device.Allocation{Node: "n1", Containers: []device.ContainerAllocation{
+		{Name: "c0", Devices: []device.Share{{UUID: "GPU-a", Vendor: device.VendorNVIDIA, MemoryMiB: 1000}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]v1.Container{
+		"is privileged":                     {Name: "c0", SecurityContext: &v1.SecurityContext{Privileged: ptr.To(true)}},
+		`sets NVIDIA_VISIBLE_DEVICES="all"`: {Name: "c0", Env: []v1.EnvVar{{Name: "NVIDIA_VISIBLE_DEVICES", Value: "all"}}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", UID: "uid-p", Annotations: map[string]string{device.AllocationAnnotation: raw}},
+				Spec: v1.PodSpec{NodeName: "n1", Containers: []v1.Container{c}}}
+			logger, ctx := ktesting.NewTestContext(t)
+			h := &handout{node: "n1", client: fake.NewClientset(pod.DeepCopy()), cfg: &nri.Config{NodeName: "n1", StateDir: t.TempDir()}, logger: logger,
+				wait: time.Second, done: map[types.UID]int{}, labelled: map[types.UID]bool{}, pods: func() []*v1.Pod { return []*v1.Pod{pod} }}
+			_, err := h.Allocate(ctx, "nvidia.com/gpu", []string{"any::0"})
+			if err == nil || !strings.Contains(err.Error(), "container c0 "+name) {
+				t.Fatalf("error = %v, want it to say the container %s", err, name)
+			}
+		})
 	}
 }

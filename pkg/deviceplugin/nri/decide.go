@@ -23,12 +23,9 @@ import (
 // device container whose allocation is missing from a plain container.
 const RequestEnv = "MOSAIC_DEVICE_REQUEST"
 
-// Paths inside the container.
-const (
-	EnforcerPath   = "/usr/local/lib/mosaic/libmosaic-enforcer.so"
-	PreloadPath    = "/etc/ld.so.preload"
-	containerState = "containers"
-)
+// containerState is the state directory's subdirectory of per-container
+// files.
+const containerState = "containers"
 
 // Config is the node agent's side of the decision.
 type Config struct {
@@ -71,10 +68,17 @@ type Pod struct {
 // create.
 type Container struct {
 	Name string
-	// Env is its environment, from the image and the pod spec.
+	// Env is its environment, from the image and the pod spec, before the
+	// adjustment, which the runtime applies over it.
 	Env []string
-	// Mounts are the container paths of its mounts.
-	Mounts []string
+	// Mounts are its mounts, from the runtime's defaults and the pod spec.
+	Mounts []Mount
+	// Spec is the container as its pod's spec in the API server has it:
+	// NRI does not pass a container's security context to plugins, so
+	// whether it is privileged is read there. Nil when the agent has not
+	// seen the pod: a container of a pod that shares a card is then
+	// refused, since nobody could say whether it escapes the enforcer.
+	Spec *device.ContainerSettings
 }
 
 // Mount is a bind mount from the host into the container.
@@ -101,7 +105,9 @@ type Decision struct {
 // container) gets none, whatever its image or spec selects. Decide returns
 // nil only for containers of ExemptNamespaces, and an error, which fails
 // the container's creation with a message on the pod, when the allocation
-// is missing or does not match this node or container.
+// is missing or does not match this node or container, or when the pod
+// shares a card and the container's settings would take it out of the
+// enforcer's hold (checkOverrides).
 func Decide(cfg *Config, pod Pod, ctr Container) (*Decision, error) {
 	requested := false
 	for _, e := range ctr.Env {
@@ -128,14 +134,61 @@ func Decide(cfg *Config, pod Pod, ctr Container) (*Decision, error) {
 	if alloc.Node != cfg.NodeName {
 		return nil, fmt.Errorf("pod allocation is for node %s, not this node %s", alloc.Node, cfg.NodeName)
 	}
-	c := alloc.Container(ctr.Name)
-	if c == nil {
-		if requested {
-			return nil, fmt.Errorf("container %s asks for devices but the pod's allocation lists none for it", ctr.Name)
+	var d *Decision
+	if c := alloc.Container(ctr.Name); c != nil {
+		if d, err = decide(cfg, pod.UID, c, ctr); err != nil {
+			return nil, err
 		}
-		return cfg.noCards(pod, ctr), nil
+	} else if requested {
+		return nil, fmt.Errorf("container %s asks for devices but the pod's allocation lists none for it", ctr.Name)
+	} else if d = cfg.noCards(pod, ctr); d == nil {
+		return nil, nil
 	}
-	return decide(cfg, pod.UID, c, ctr)
+	if alloc.SharesCards() && !slices.Contains(cfg.ExemptNamespaces, pod.Namespace) {
+		if err := d.checkOverrides(ctr); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// checkOverrides refuses a container of a pod that shares a card when its
+// settings would take it out of the enforcer's hold: as its pod's spec
+// writes them (what the webhook checks, which can be bypassed) and as the
+// runtime is about to start it, with the image's environment and the
+// decision applied (the runtime lets the decision's variables and mounts
+// win; what the decision leaves alone is the container's).
+func (d *Decision) checkOverrides(ctr Container) error {
+	if ctr.Spec == nil {
+		return fmt.Errorf("container %s: its pod shares a card and the node agent has not seen the pod's spec, so cannot tell whether the container is privileged; the kubelet retries", ctr.Name)
+	}
+	found := device.EnforcerOverrides(ctr.Spec, d.Env)
+	started := device.ContainerSettings{Name: ctr.Name, Env: map[string]*string{}}
+	for _, kv := range ctr.Env {
+		k, v, _ := strings.Cut(kv, "=")
+		started.Env[k] = &v
+	}
+	for k, v := range d.Env {
+		started.Env[k] = &v
+	}
+	for _, m := range ctr.Mounts {
+		// The runtime replaces a mount at the path of one of the
+		// decision's (as the decision's own, in the spec the kubelet
+		// reuses to restart a container admitted while NRI was down).
+		replaced := slices.ContainsFunc(d.Mounts, func(o Mount) bool { return o.Container == m.Container })
+		if !replaced && !slices.Contains(d.RemoveMounts, m.Container) {
+			started.Mounts = append(started.Mounts, m.Container)
+		}
+	}
+	for _, f := range device.EnforcerOverrides(&started, d.Env) {
+		if !slices.Contains(found, f) {
+			found = append(found, f)
+		}
+	}
+	if len(found) > 0 {
+		return device.OverrideError(ctr.Name, found)
+	}
+	return nil
 }
 
 // noCards is the decision for a container without an allocation.
@@ -176,9 +229,9 @@ func (d *Decision) removeDeviceList(ctr Container) {
 	// path as written.
 	root := device.NVIDIADeviceListRoot
 	for _, m := range ctr.Mounts {
-		clean := filepath.Clean(m)
+		clean := filepath.Clean(m.Container)
 		if (clean == root || strings.HasPrefix(clean, root+"/")) && !own[clean] {
-			d.RemoveMounts = append(d.RemoveMounts, m)
+			d.RemoveMounts = append(d.RemoveMounts, m.Container)
 		}
 	}
 }
@@ -263,7 +316,7 @@ func (d *Decision) nvidia(cfg *Config, podUID string, alloc *device.ContainerAll
 		return fmt.Errorf("container %s: %w", c.Name, err)
 	}
 	d.Files[filepath.Join(dir, "limits.conf")] = limits
-	d.Files[filepath.Join(cfg.StateDir, "ld.so.preload")] = EnforcerPath + "\n"
+	d.Files[filepath.Join(cfg.StateDir, "ld.so.preload")] = device.EnforcerPath + "\n"
 	d.Dirs = append(d.Dirs, filepath.Join(dir, "shared"))
 	// Every container holding a share of a card takes turns on it in the
 	// card's region: one directory per card, shared by those containers.
@@ -275,9 +328,9 @@ func (d *Decision) nvidia(cfg *Config, podUID string, alloc *device.ContainerAll
 	d.Mounts = append(d.Mounts,
 		Mount{Host: filepath.Join(dir, "limits.conf"), Container: device.LimitsPath, ReadOnly: true},
 		Mount{Host: filepath.Join(dir, "shared"), Container: device.SharedDir},
-		Mount{Host: cfg.EnforcerLib, Container: EnforcerPath, ReadOnly: true},
+		Mount{Host: cfg.EnforcerLib, Container: device.EnforcerPath, ReadOnly: true},
 		// ld.so.preload rather than LD_PRELOAD: a container cannot unset it.
-		Mount{Host: filepath.Join(cfg.StateDir, "ld.so.preload"), Container: PreloadPath, ReadOnly: true},
+		Mount{Host: filepath.Join(cfg.StateDir, "ld.so.preload"), Container: device.PreloadPath, ReadOnly: true},
 	)
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"k8s.io/utils/ptr"
 
 	"github.com/mosaic-gpu/mosaic/pkg/device"
 )
@@ -18,6 +19,18 @@ func allocation(t *testing.T, node string, shares ...device.Share) map[string]st
 	return map[string]string{device.AllocationAnnotation: raw}
 }
 
+// spec is an ordinary container as its pod's spec has it.
+func spec(name string) *device.ContainerSettings { return &device.ContainerSettings{Name: name} }
+
+// mounts are bind mounts of the host's /data at each path.
+func mounts(paths ...string) []Mount {
+	var out []Mount
+	for _, p := range paths {
+		out = append(out, Mount{Host: "/data", Container: p})
+	}
+	return out
+}
+
 var (
 	cardA = device.Share{UUID: "GPU-a", Index: 3, Vendor: device.VendorNVIDIA, MemoryMiB: 3000, Cores: 30}
 	cardB = device.Share{UUID: "GPU-b", Index: 5, Vendor: device.VendorNVIDIA, MemoryMiB: 4000, Cores: 30}
@@ -28,7 +41,7 @@ var (
 )
 
 func TestDecideNVIDIA(t *testing.T) {
-	d, err := Decide(cfg, Pod{UID: "uid-1", Annotations: allocation(t, "n1", cardA, cardB)}, Container{Name: "main", Env: []string{RequestEnv + "=nvidia.com/gpu"}})
+	d, err := Decide(cfg, Pod{UID: "uid-1", Annotations: allocation(t, "n1", cardA, cardB)}, Container{Name: "main", Env: []string{RequestEnv + "=nvidia.com/gpu"}, Spec: spec("main")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +70,7 @@ func TestDecideNVIDIA(t *testing.T) {
 		{Host: "/var/lib/mosaic/cards/GPU-b", Container: "/run/mosaic/cards/GPU-b"},
 		{Host: dir + "/limits.conf", Container: "/run/mosaic/limits.conf", ReadOnly: true},
 		{Host: dir + "/shared", Container: "/run/mosaic/shared"},
-		{Host: "/opt/mosaic/libmosaic-enforcer.so", Container: EnforcerPath, ReadOnly: true},
+		{Host: "/opt/mosaic/libmosaic-enforcer.so", Container: device.EnforcerPath, ReadOnly: true},
 		{Host: "/var/lib/mosaic/ld.so.preload", Container: "/etc/ld.so.preload", ReadOnly: true},
 	}
 	if diff := cmp.Diff(wantMounts, d.Mounts); diff != "" {
@@ -112,7 +125,7 @@ func TestDecideNVIDIAInBusOrder(t *testing.T) {
 
 func TestDecideAscend(t *testing.T) {
 	s := device.Share{UUID: "NPU-1", Index: 2, Vendor: device.VendorAscend, MemoryMiB: 16384, Cores: 25, Template: "vir05_1c_16g"}
-	d, err := Decide(cfg, Pod{UID: "uid-2", Annotations: allocation(t, "n1", s)}, Container{Name: "main"})
+	d, err := Decide(cfg, Pod{UID: "uid-2", Annotations: allocation(t, "n1", s)}, Container{Name: "main", Spec: spec("main")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -173,10 +186,10 @@ func TestDecideWithoutCards(t *testing.T) {
 		exempt     bool
 	}{
 		{name: "plain pod from a CUDA image", cfg: cfg, pod: Pod{UID: "u"}, ctr: Container{Name: "main", Env: cudaImage}},
-		{name: "unlisted sidecar of a device pod", cfg: cfg, pod: Pod{UID: "u", Annotations: allocation(t, "n1", cardA)}, ctr: Container{Name: "sidecar", Env: cudaImage}},
-		{name: "kubectl debug container", cfg: cfg, pod: Pod{UID: "u", Annotations: allocation(t, "n1", cardA)}, ctr: Container{Name: "debugger-x7k2p"}},
+		{name: "unlisted sidecar of a device pod", cfg: cfg, pod: Pod{UID: "u", Annotations: allocation(t, "n1", cardA)}, ctr: Container{Name: "sidecar", Env: cudaImage, Spec: spec("sidecar")}},
+		{name: "kubectl debug container", cfg: cfg, pod: Pod{UID: "u", Annotations: allocation(t, "n1", cardA)}, ctr: Container{Name: "debugger-x7k2p", Spec: spec("debugger-x7k2p")}},
 		{name: "device list mounted by the pod", cfg: cfg, pod: Pod{UID: "u"},
-			ctr:        Container{Name: "main", Mounts: []string{"/data", "/var/run/nvidia-container-devices/all", "/var/run/nvidia-container-devices/"}},
+			ctr:        Container{Name: "main", Mounts: mounts("/data", "/var/run/nvidia-container-devices/all", "/var/run/nvidia-container-devices/")},
 			wantRemove: []string{"/var/run/nvidia-container-devices/all", "/var/run/nvidia-container-devices/"}},
 		{name: "exempt namespace", cfg: exempt, pod: Pod{UID: "u", Namespace: "gpu-operator"}, ctr: Container{Name: "dcgm-exporter", Env: cudaImage}, exempt: true},
 		{name: "not exempt", cfg: exempt, pod: Pod{UID: "u", Namespace: "team-a"}, ctr: Container{Name: "main", Env: cudaImage}},
@@ -210,7 +223,7 @@ func TestDecideWithoutCards(t *testing.T) {
 // root goes.
 func TestDecideKeepsOnlyItsDeviceList(t *testing.T) {
 	d, err := Decide(cfg, Pod{UID: "u", Annotations: allocation(t, "n1", cardA)},
-		Container{Name: "main", Mounts: []string{"/var/run/nvidia-container-devices/GPU-a", "/var/run/nvidia-container-devices/GPU-b"}})
+		Container{Name: "main", Mounts: mounts("/var/run/nvidia-container-devices/GPU-a", "/var/run/nvidia-container-devices/GPU-b"), Spec: spec("main")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,11 +240,74 @@ func TestDecideRequiresTheSchedulersSignature(t *testing.T) {
 		t.Fatalf("unsigned allocation: %v", err)
 	}
 	ann[device.SignatureAnnotation] = device.Sign(key, "uid-1", ann[device.AllocationAnnotation])
-	if d, err := Decide(signed, Pod{UID: "uid-1", Annotations: ann}, Container{Name: "main"}); err != nil || d.Env["NVIDIA_VISIBLE_DEVICES"] != "GPU-a" {
+	if d, err := Decide(signed, Pod{UID: "uid-1", Annotations: ann}, Container{Name: "main", Spec: spec("main")}); err != nil || d.Env["NVIDIA_VISIBLE_DEVICES"] != "GPU-a" {
 		t.Fatalf("signed allocation: %+v, %v", d, err)
 	}
 	// The same annotations copied onto another pod do not verify.
 	if _, err := Decide(signed, Pod{UID: "uid-2", Annotations: ann}, Container{Name: "main"}); err == nil || !strings.Contains(err.Error(), "does not match") {
 		t.Fatalf("copied allocation: %v", err)
+	}
+}
+
+// A pod that shares a card has each of its containers refused when its
+// spec or what the runtime is about to start would take it out of the
+// enforcer's hold; what the decision replaces does not count.
+func TestDecideRefusesOverrides(t *testing.T) {
+	shared := allocation(t, "n1", cardA)
+	exclusive := allocation(t, "n1", device.Share{UUID: "GPU-x", Vendor: device.VendorNVIDIA, MemoryMiB: 81920, Cores: 100})
+	exempt := &Config{NodeName: "n1", StateDir: cfg.StateDir, EnforcerLib: cfg.EnforcerLib, ExemptNamespaces: []string{"gpu-operator"}}
+	privileged := &device.ContainerSettings{Name: "main", Privileged: true}
+	dir := "/var/lib/mosaic/containers/u/main"
+	tests := []struct {
+		name string
+		cfg  *Config
+		ns   string
+		ann  map[string]string
+		ctr  Container
+		want string // empty: allowed
+	}{
+		{name: "privileged", ann: shared, ctr: Container{Name: "main", Spec: privileged}, want: "container main is privileged, and its pod shares a card"},
+		{name: "privileged sidecar without cards", ann: shared, ctr: Container{Name: "sidecar", Spec: &device.ContainerSettings{Name: "sidecar", Privileged: true}}, want: "container sidecar is privileged"},
+		{name: "spec sets every card", ann: shared, ctr: Container{Name: "main", Spec: &device.ContainerSettings{Name: "main", Env: map[string]*string{"NVIDIA_VISIBLE_DEVICES": ptr.To("all")}}},
+			want: `sets NVIDIA_VISIBLE_DEVICES="all"`},
+		{name: "spec mounts the preload file", ann: shared, ctr: Container{Name: "main", Spec: &device.ContainerSettings{Name: "main", Mounts: []string{"/etc/ld.so.preload"}}},
+			want: `mounts "/etc/ld.so.preload"`},
+		{name: "image preloads", ann: shared, ctr: Container{Name: "main", Env: []string{"LD_PRELOAD=/lib/libjemalloc.so"}, Spec: spec("main")}, want: "sets LD_PRELOAD"},
+		{name: "env from a ConfigMap turns HAMi-core off", ann: shared, ctr: Container{Name: "main", Env: []string{"CUDA_DISABLE_CONTROL=true"}, Spec: spec("main")}, want: "sets CUDA_DISABLE_CONTROL"},
+		{name: "a region of its own", ann: shared, ctr: Container{Name: "main", Mounts: mounts("/run/mosaic/cards/GPU-a/lease"), Spec: spec("main")}, want: `mounts "/run/mosaic/cards/GPU-a/lease"`},
+		{name: "spec not seen", ann: shared, ctr: Container{Name: "main"}, want: "has not seen the pod's spec"},
+		{name: "findings once each", ann: shared, ctr: Container{Name: "main", Env: []string{"LD_PRELOAD=x"}, Spec: &device.ContainerSettings{Name: "main", Privileged: true, Env: map[string]*string{"LD_PRELOAD": ptr.To("x")}}},
+			want: "container main is privileged, sets LD_PRELOAD, and its pod"},
+		// The image's selection is replaced by the decision's.
+		{name: "CUDA image", ann: shared, ctr: Container{Name: "main", Env: []string{"NVIDIA_VISIBLE_DEVICES=all", "ASCEND_VISIBLE_DEVICES=0"}, Spec: spec("main")}},
+		// So are the decision's own mounts, which a container restarted
+		// after an Allocate made while NRI was down already has.
+		{name: "restarted with its own mounts", ann: shared, ctr: Container{Name: "main", Spec: spec("main"), Mounts: []Mount{
+			{Host: "/dev/null", Container: "/var/run/nvidia-container-devices/GPU-a", ReadOnly: true},
+			{Host: dir + "/limits.conf", Container: "/run/mosaic/limits.conf", ReadOnly: true},
+			{Host: "/var/lib/mosaic/ld.so.preload", Container: "/etc/ld.so.preload", ReadOnly: true},
+			{Host: "/host/x", Container: "/var/run/nvidia-container-devices/all"},
+		}}},
+		{name: "exclusive card", ann: exclusive, ctr: Container{Name: "main", Spec: privileged}},
+		{name: "no allocation", ctr: Container{Name: "main", Spec: privileged}},
+		{name: "exempt namespace", cfg: exempt, ns: "gpu-operator", ann: shared, ctr: Container{Name: "main", Spec: privileged}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := tc.cfg
+			if c == nil {
+				c = cfg
+			}
+			d, err := Decide(c, Pod{UID: "u", Namespace: tc.ns, Annotations: tc.ann}, tc.ctr)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error = %v (decision %+v), want it to contain %q", err, d, tc.want)
+			}
+		})
 	}
 }

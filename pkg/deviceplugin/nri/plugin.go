@@ -8,10 +8,15 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/containerd/nri/pkg/api"
 	"github.com/containerd/nri/pkg/stub"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2"
+
+	"github.com/mosaic-gpu/mosaic/pkg/device"
 )
 
 // Plugin is the NRI plugin: thin around Decide. It implements only the
@@ -27,6 +32,13 @@ type Plugin struct {
 	// connection is lost. The node agent publishes this, not whether NRI
 	// is configured: a configured but unconnected NRI hands out nothing.
 	OnConnection func(connected bool)
+
+	// Pods, when set before Run, finds a pod in the node agent's view of
+	// the API server (its informer), nil when it has none. NRI does not
+	// pass a container's security context to plugins, so Decide reads it
+	// from the pod's spec; without Pods, or while it does not show the
+	// pod, every container of a pod that shares a card is refused.
+	Pods func(namespace, name string) *corev1.Pod
 
 	mu        sync.Mutex
 	connected bool
@@ -95,14 +107,16 @@ func (p *Plugin) Stop() { p.stub.Stop() }
 
 // CreateContainer gives a device container its cards, limits and
 // enforcer, and any other container no card.
-func (p *Plugin) CreateContainer(_ context.Context, pod *api.PodSandbox, ctr *api.Container) (*api.ContainerAdjustment, []*api.ContainerUpdate, error) {
-	mounts := make([]string, 0, len(ctr.GetMounts()))
+func (p *Plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, ctr *api.Container) (*api.ContainerAdjustment, []*api.ContainerUpdate, error) {
+	c := Container{Name: ctr.GetName(), Env: ctr.GetEnv()}
 	for _, m := range ctr.GetMounts() {
-		mounts = append(mounts, m.GetDestination())
+		c.Mounts = append(c.Mounts, Mount{Host: m.GetSource(), Container: m.GetDestination(), ReadOnly: slices.Contains(m.GetOptions(), "ro")})
 	}
-	d, err := Decide(&p.cfg,
-		Pod{UID: pod.GetUid(), Namespace: pod.GetNamespace(), Annotations: pod.GetAnnotations()},
-		Container{Name: ctr.GetName(), Env: ctr.GetEnv(), Mounts: mounts})
+	// Only a pod with an allocation can share a card.
+	if _, ok := pod.GetAnnotations()[device.AllocationAnnotation]; ok {
+		c.Spec = p.containerSpec(ctx, pod, c.Name)
+	}
+	d, err := Decide(&p.cfg, Pod{UID: pod.GetUid(), Namespace: pod.GetNamespace(), Annotations: pod.GetAnnotations()}, c)
 	if err != nil {
 		p.logger.Error(err, "Refusing container", "pod", klog.KRef(pod.GetNamespace(), pod.GetName()), "container", ctr.GetName())
 		return nil, nil, fmt.Errorf("mosaic: pod %s/%s: %w", pod.GetNamespace(), pod.GetName(), err)
@@ -115,6 +129,31 @@ func (p *Plugin) CreateContainer(_ context.Context, pod *api.PodSandbox, ctr *ap
 	}
 	p.logger.V(2).Info("Adjusted container", "pod", klog.KRef(pod.GetNamespace(), pod.GetName()), "container", ctr.GetName(), "env", len(d.Env), "mounts", len(d.Mounts))
 	return d.Adjustment(), nil, nil
+}
+
+// specWait bounds how long CreateContainer waits for the agent's informer
+// to show a pod or an ephemeral container the kubelet already saw. It stays
+// well inside NRI's request timeout (2 s), past which the runtime drops
+// the plugin; a container refused for want of its spec is retried by the
+// kubelet.
+const specWait = 500 * time.Millisecond
+
+// containerSpec reads the container's settings from its pod's spec, nil
+// when the agent's view does not show them.
+func (p *Plugin) containerSpec(ctx context.Context, pod *api.PodSandbox, name string) *device.ContainerSettings {
+	if p.Pods == nil {
+		return nil
+	}
+	var spec *device.ContainerSettings
+	_ = wait.PollUntilContextTimeout(ctx, 20*time.Millisecond, specWait, true, func(context.Context) (bool, error) {
+		if po := p.Pods(pod.GetNamespace(), pod.GetName()); po != nil && string(po.UID) == pod.GetUid() {
+			if s, ok := device.ContainerSpecSettings(po, name); ok {
+				spec = &s
+			}
+		}
+		return spec != nil, nil
+	})
+	return spec
 }
 
 // RemovePodSandbox removes the pod's state on the host.

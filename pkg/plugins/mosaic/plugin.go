@@ -5,13 +5,10 @@
 package mosaic
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
@@ -34,7 +31,7 @@ var (
 )
 
 // Name is the plugin's name in KubeSchedulerConfiguration.
-const Name = "Mosaic"
+const Name = config.PluginName
 
 // Mosaic places vGPU requests on nodes' cards.
 type Mosaic struct {
@@ -56,13 +53,9 @@ func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, err
 		return nil, err
 	}
 	p := &Mosaic{
-		handle: h,
-		args:   *args,
-		parseOpts: device.ParseOptions{
-			DefaultMemoryMiB: args.DefaultMemoryMiB,
-			DefaultCores:     args.DefaultCores,
-			AscendModels:     args.AscendModels,
-		},
+		handle:    h,
+		args:      *args,
+		parseOpts: args.ParseOptions(),
 		placeOpts: placement.Options{GPUPolicy: args.GPUPolicy, NUMA: placement.NUMAPolicy(args.NUMAPolicy)},
 		cache:     newUsageCache(args.NodeDefaults()),
 	}
@@ -77,32 +70,8 @@ func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, err
 	return p, nil
 }
 
-// decodeArgs accepts the args as the scheduler hands them to out-of-tree
-// plugins (raw JSON) and rejects unknown fields, so that a typo in the
-// config fails the start instead of being silently ignored.
-func decodeArgs(obj runtime.Object) (*config.MosaicArgs, error) {
-	args := &config.MosaicArgs{}
-	switch o := obj.(type) {
-	case nil:
-	case *runtime.Unknown:
-		if len(o.Raw) > 0 {
-			dec := json.NewDecoder(bytes.NewReader(o.Raw))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(args); err != nil {
-				return nil, fmt.Errorf("%s args: %w", Name, err)
-			}
-		}
-	case *config.MosaicArgs:
-		*args = *o
-	default:
-		return nil, fmt.Errorf("want args to be of type MosaicArgs, got %T", obj)
-	}
-	config.SetDefaultsMosaicArgs(args)
-	if err := config.ValidateMosaicArgs(field.NewPath("pluginConfig", Name, "args"), args); err != nil {
-		return nil, err
-	}
-	return args, nil
-}
+// decodeArgs reads the args as the admission webhook does.
+func decodeArgs(obj runtime.Object) (*config.MosaicArgs, error) { return config.DecodeMosaicArgs(obj) }
 
 // Name returns the plugin's name.
 func (p *Mosaic) Name() string { return Name }
