@@ -37,8 +37,21 @@ func (p *Mosaic) Bind(ctx context.Context, state fwk.CycleState, pod *v1.Pod, no
 		Target:     v1.ObjectReference{Kind: "Node", Name: nodeName},
 	}
 	if err := p.handle.ClientSet().CoreV1().Pods(pod.Namespace).Bind(ctx, binding, metav1.CreateOptions{}); err != nil {
-		return fwk.AsStatus(err)
+		if !p.committed(ctx, pod, nodeName, raw) {
+			return fwk.AsStatus(err)
+		}
+		klog.FromContext(ctx).Info("Binding failed on the client but committed", "pod", klog.KObj(pod), "node", nodeName, "err", err)
 	}
 	klog.FromContext(ctx).V(3).Info("Bound with devices", "pod", klog.KObj(pod), "node", nodeName)
 	return nil
+}
+
+// committed reports whether the API server holds pod bound to node with
+// exactly this allocation. A Binding whose response is lost (a timeout, a
+// dropped connection) may have been written all the same; reporting it
+// failed would have the scheduler release cards the pod holds and mark a
+// bound pod unschedulable.
+func (p *Mosaic) committed(ctx context.Context, pod *v1.Pod, node, alloc string) bool {
+	got, err := p.handle.ClientSet().CoreV1().Pods(pod.Namespace).Get(ctx, pod.Name, metav1.GetOptions{})
+	return err == nil && got.UID == pod.UID && got.Spec.NodeName == node && got.Annotations[device.AllocationAnnotation] == alloc
 }
