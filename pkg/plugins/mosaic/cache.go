@@ -216,10 +216,16 @@ func (c *usageCache) applyPodLocked(logger klog.Logger, pod *v1.Pod) {
 	c.setLocked(pod.UID, &podEntry{rv: pod.ResourceVersion, node: pod.Spec.NodeName, footprint: alloc.Footprint(), awaiting: pod.Labels[device.HandedOutLabel] != "true"})
 }
 
-// assume records a placement this scheduler made before the API has it.
+// assume records a placement this scheduler made before the API has it. A
+// pod the informer handler has seen bound keeps what the API says it
+// holds: a cycle that started before its binding showed up is stale, and
+// its own binding will be refused.
 func (c *usageCache) assume(uid types.UID, alloc *device.Allocation) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if e := c.pods[uid]; e != nil && !e.assumed {
+		return
+	}
 	c.setLocked(uid, &podEntry{node: alloc.Node, footprint: alloc.Footprint(), assumed: true, awaiting: true})
 }
 

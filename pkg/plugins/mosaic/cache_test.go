@@ -309,6 +309,9 @@ func TestForgetCommutesWithInformer(t *testing.T) {
 	copyOfQueued.Spec.NodeName = "n" // the scheduler's assumed copy
 	held := map[string]device.Usage{"GPU-0": {MemoryMiB: 300, Cores: 10, Slots: 1}}
 	for name, steps := range map[string][]string{
+		// A second cycle of the pod reserved other cards just as the
+		// first binding showed up; its own binding is refused.
+		"stale reserve":  {"assume", "forget", "bound", "reassume", "forget"},
 		"informer first": {"assume", "bound", "forget", "hint"},
 		"forget first":   {"assume", "forget", "hint", "bound"},
 		"hint between":   {"assume", "forget", "bound", "hint"},
@@ -321,6 +324,8 @@ func TestForgetCommutesWithInformer(t *testing.T) {
 				switch s {
 				case "assume":
 					c.assume("a", alloc)
+				case "reassume":
+					c.assume("a", testAlloc("n", "GPU-1", 500))
 				case "bound":
 					c.updatePod(logger, bound)
 				case "forget":
