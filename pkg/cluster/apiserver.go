@@ -70,7 +70,7 @@ func (cp *ControlPlane) start() error {
 		return err
 	}
 	cp.Kubeconfig = filepath.Join(cp.dir, "kubeconfig")
-	return writeKubeconfig(cp.Kubeconfig, cp.Config)
+	return WriteKubeconfig(cp.Kubeconfig, cp.Config)
 }
 
 func (cp *ControlPlane) startEtcd() (string, error) {
@@ -134,7 +134,9 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-func writeKubeconfig(path string, c *rest.Config) error {
+// WriteKubeconfig writes a kubeconfig file that reaches the server of c
+// with c's credentials.
+func WriteKubeconfig(path string, c *rest.Config) error {
 	kc := clientcmdapi.NewConfig()
 	kc.Clusters["mosaic"] = &clientcmdapi.Cluster{Server: c.Host, CertificateAuthorityData: c.CAData, TLSServerName: c.ServerName, InsecureSkipTLSVerify: c.Insecure}
 	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{Token: c.BearerToken, ClientCertificateData: c.CertData, ClientKeyData: c.KeyData}

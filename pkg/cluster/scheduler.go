@@ -20,7 +20,14 @@ import (
 // the rest is used as given. The returned channel yields the scheduler's
 // exit error once it stops.
 func (cp *ControlPlane) StartScheduler(ctx context.Context, configYAML []byte) (<-chan error, error) {
-	path, err := cp.schedulerConfig(configYAML)
+	return cp.StartSchedulerVia(ctx, configYAML, cp.Kubeconfig)
+}
+
+// StartSchedulerVia is StartScheduler with the scheduler's client connection
+// given by the kubeconfig file at path, e.g. one naming a proxy in front of
+// this control plane.
+func (cp *ControlPlane) StartSchedulerVia(ctx context.Context, configYAML []byte, kubeconfig string) (<-chan error, error) {
+	path, err := cp.schedulerConfig(configYAML, kubeconfig)
 	if err != nil {
 		return nil, err
 	}
@@ -45,7 +52,7 @@ func (cp *ControlPlane) StartScheduler(ctx context.Context, configYAML []byte) (
 
 const configzName = "componentconfig"
 
-func (cp *ControlPlane) schedulerConfig(configYAML []byte) (string, error) {
+func (cp *ControlPlane) schedulerConfig(configYAML []byte, kubeconfig string) (string, error) {
 	var cfg map[string]any
 	if err := yaml.Unmarshal(configYAML, &cfg); err != nil {
 		return "", fmt.Errorf("scheduler config: %w", err)
@@ -53,7 +60,7 @@ func (cp *ControlPlane) schedulerConfig(configYAML []byte) (string, error) {
 	if cfg == nil {
 		return "", fmt.Errorf("scheduler config is empty")
 	}
-	cfg["clientConnection"] = map[string]any{"kubeconfig": cp.Kubeconfig, "qps": 5000, "burst": 5000}
+	cfg["clientConnection"] = map[string]any{"kubeconfig": kubeconfig, "qps": 5000, "burst": 5000}
 	cfg["leaderElection"] = map[string]any{"leaderElect": false}
 	out, err := yaml.Marshal(cfg)
 	if err != nil {

@@ -46,6 +46,9 @@ type env struct {
 	stop   func()
 	done   <-chan error
 	config []byte
+	// kubeconfig is where the scheduler reaches the API server: the
+	// control plane itself, or a bindGate in front of it.
+	kubeconfig string
 }
 
 // a100 is a node spec of n 81920 MiB cards split sharing.
@@ -68,7 +71,7 @@ func newStoppedEnv(t testing.TB, cfg []byte, nodes ...sim.NodeSpec) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	// Namespaces are never removed here (no namespace controller runs), so
 	// each env gets a fresh one.
-	e := &env{t: t, ctx: ctx, cs: cp.Client, ns: strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")), config: cfg}
+	e := &env{t: t, ctx: ctx, cs: cp.Client, ns: strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")), config: cfg, kubeconfig: cp.Kubeconfig}
 	if len(e.ns) > 50 {
 		e.ns = e.ns[:50]
 	}
@@ -100,7 +103,7 @@ func newStoppedEnv(t testing.TB, cfg []byte, nodes ...sim.NodeSpec) *env {
 func (e *env) startScheduler() {
 	e.t.Helper()
 	sctx, scancel := context.WithCancel(e.ctx)
-	done, err := cp.StartScheduler(sctx, e.config)
+	done, err := cp.StartSchedulerVia(sctx, e.config, e.kubeconfig)
 	if err != nil {
 		e.t.Fatal(err)
 	}

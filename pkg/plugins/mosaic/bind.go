@@ -2,10 +2,14 @@ package mosaic
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 
 	v1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 
@@ -36,9 +40,48 @@ func (p *Mosaic) Bind(ctx context.Context, state fwk.CycleState, pod *v1.Pod, no
 		ObjectMeta: metav1.ObjectMeta{Namespace: pod.Namespace, Name: pod.Name, UID: pod.UID, Annotations: ann},
 		Target:     v1.ObjectReference{Kind: "Node", Name: nodeName},
 	}
-	if err := p.handle.ClientSet().CoreV1().Pods(pod.Namespace).Bind(ctx, binding, metav1.CreateOptions{}); err != nil {
+	if err := p.bind(ctx, binding, raw); err != nil {
 		return fwk.AsStatus(err)
 	}
 	klog.FromContext(ctx).V(3).Info("Bound with devices", "pod", klog.KObj(pod), "node", nodeName)
 	return nil
+}
+
+// bind posts the Binding until the API server has answered for sure. A
+// Binding whose answer is lost (a timeout, a dropped connection, a server
+// error) may have committed, or may still commit: reporting it failed
+// would release cards the pod then holds, for another pod to take. So after
+// any error the pod is read back, and a pod bound here with this
+// allocation is a success; while the outcome stays unknown the same
+// Binding is posted again, which is safe because the API server binds a
+// pod at most once: a retry either binds the pod or learns (by the
+// refusal, then the read) that an earlier attempt did. Only a definite
+// refusal, or an outcome still unknown after the retries, fails; a Binding
+// that commits even later is counted once the informer sees it.
+func (p *Mosaic) bind(ctx context.Context, binding *v1.Binding, alloc string) error {
+	pods := p.handle.ClientSet().CoreV1().Pods(binding.Namespace)
+	unknown := func(err error) bool { return ctx.Err() == nil && !refused(err) }
+	return retry.OnError(retry.DefaultBackoff, unknown, func() error {
+		err := pods.Bind(ctx, binding, metav1.CreateOptions{})
+		if err == nil {
+			return nil
+		}
+		got, gerr := pods.Get(ctx, binding.Name, metav1.GetOptions{})
+		if gerr == nil && got.UID == binding.UID && got.Spec.NodeName == binding.Target.Name && got.Annotations[device.AllocationAnnotation] == alloc {
+			klog.FromContext(ctx).Info("Binding answered with an error but committed", "pod", klog.KObj(binding), "node", binding.Target.Name, "err", err)
+			return nil
+		}
+		return err
+	})
+}
+
+// refused reports whether the API server answered a request with a client
+// error, which it sends only for a request it did not carry out.
+func refused(err error) bool {
+	var s apierrors.APIStatus
+	if !errors.As(err, &s) {
+		return false
+	}
+	code := s.Status().Code
+	return code >= 400 && code < 500 && code != http.StatusRequestTimeout
 }

@@ -6,6 +6,7 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/resourceversion"
 	"k8s.io/klog/v2"
 
 	"github.com/mosaic-gpu/mosaic/pkg/device"
@@ -16,15 +17,29 @@ import (
 // holds on them. It is built from the API alone (node inventories, pods
 // carrying allocations), so a restarted scheduler rebuilds the same state,
 // plus the pods this scheduler has assumed between Reserve and the moment
-// its informer sees them bound.
+// its informer sees them bound. One scheduler keeps one, whatever number of
+// its profiles enable Mosaic (shared.go).
+//
+// Two streams write it: the informer handlers (informers.go), which see
+// every event in the order the API server wrote it, and the queueing hints
+// (events.go), which the scheduler calls from its own handler of the same
+// events, possibly before or after the cache's handler. Every write is
+// therefore ordered by the object's resourceVersion and idempotent: an
+// object older than what the cache holds changes nothing, and the same
+// object applied twice counts once.
 type usageCache struct {
 	mu       sync.RWMutex
 	defaults device.NodeConfig
 	nodes    map[string]*nodeEntry
 	pods     map[types.UID]*podEntry
+	// gone holds the resourceVersion at which a queueing hint removed a
+	// pod that the informer handler has not seen leave yet: the handler's
+	// older events of that pod are stale. The handler's delete clears it.
+	gone map[types.UID]string
 }
 
 type nodeEntry struct {
+	rv   string // resourceVersion of the Node last applied
 	raw  string // the inventory annotation, to skip re-parsing unchanged ones
 	inv  *device.Inventory
 	err  error
@@ -36,6 +51,7 @@ type nodeEntry struct {
 }
 
 type podEntry struct {
+	rv        string // resourceVersion of the Pod it was read from; "" while assumed
 	node      string
 	footprint map[string]device.Usage
 	assumed   bool
@@ -45,7 +61,22 @@ type podEntry struct {
 }
 
 func newUsageCache(defaults device.NodeConfig) *usageCache {
-	return &usageCache{defaults: defaults, nodes: map[string]*nodeEntry{}, pods: map[types.UID]*podEntry{}}
+	return &usageCache{defaults: defaults, nodes: map[string]*nodeEntry{}, pods: map[types.UID]*podEntry{}, gone: map[types.UID]string{}}
+}
+
+// compareRV orders two resourceVersions of one object; ok is false when
+// either is not a version the API server writes (as in hand-made objects).
+func compareRV(a, b string) (c int, ok bool) {
+	c, err := resourceversion.CompareResourceVersion(a, b)
+	return c, err == nil
+}
+
+// stale reports whether an object at resourceVersion rv is not newer than
+// what the cache applied at have. Versions that cannot be compared are not
+// stale: the informer handler delivers them in order anyway.
+func stale(rv, have string) bool {
+	c, ok := compareRV(rv, have)
+	return ok && c <= 0
 }
 
 func (c *usageCache) node(name string) *nodeEntry {
@@ -58,12 +89,17 @@ func (c *usageCache) node(name string) *nodeEntry {
 }
 
 // setNode records a node's inventory. A malformed inventory is kept as an
-// error that Filter reports; it never stops the scheduler.
+// error that Filter reports; it never stops the scheduler. A Node older
+// than the one last applied is ignored.
 func (c *usageCache) setNode(logger klog.Logger, node *v1.Node) {
 	raw := node.Annotations[device.InventoryAnnotation]
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	n := c.node(node.Name)
+	if cmp, ok := compareRV(node.ResourceVersion, n.rv); ok && cmp < 0 {
+		return
+	}
+	n.rv = node.ResourceVersion
 	if n.raw == raw && (n.inv != nil || n.err != nil || raw == "") {
 		return
 	}
@@ -80,27 +116,93 @@ func (c *usageCache) setNode(logger klog.Logger, node *v1.Node) {
 	n.cfg = n.inv.Config.Merge(c.defaults)
 }
 
-func (c *usageCache) deleteNode(name string) {
+// deleteNode forgets a deleted node's inventory; the pods bound there keep
+// their entries until they are deleted too.
+func (c *usageCache) deleteNode(node *v1.Node) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if n := c.nodes[name]; n != nil {
+	if n := c.nodes[node.Name]; n != nil {
 		n.raw, n.inv, n.err = "", nil, nil
+		if !stale(node.ResourceVersion, n.rv) {
+			n.rv = node.ResourceVersion
+		}
 	}
 }
 
-// updatePod records what a pod holds, from its allocation annotation. A pod
-// that is finished or not yet bound holds nothing, except a pod this
-// scheduler assumed and is still binding.
+// updatePod records what a pod holds, from its allocation annotation, as
+// the informer handler sees it. A pod that is finished or not yet bound
+// holds nothing, except a pod this scheduler assumed and is still binding.
 func (c *usageCache) updatePod(logger klog.Logger, pod *v1.Pod) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.applyPodLocked(logger, pod)
+}
+
+// deletePod drops a pod the informer handler saw deleted (or finished).
+// No event of that pod follows.
+func (c *usageCache) deletePod(uid types.UID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.removeLocked(uid)
+	delete(c.gone, uid)
+}
+
+// hintUpdatePod applies a pod update that a queueing hint saw, ahead of the
+// informer handler. It only moves forward a pod the cache already holds: a
+// pod the cache does not hold blocks nobody, and the handler adds it.
+func (c *usageCache) hintUpdatePod(logger klog.Logger, pod *v1.Pod) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.pods[pod.UID]
+	if e == nil {
+		return
+	}
+	if !e.assumed {
+		if cmp, ok := compareRV(pod.ResourceVersion, e.rv); !ok || cmp <= 0 {
+			return
+		}
+	}
+	c.applyPodLocked(logger, pod)
+	if c.pods[pod.UID] == nil {
+		c.gone[pod.UID] = pod.ResourceVersion
+	}
+}
+
+// hintDeletePod applies a pod delete that a queueing hint saw, ahead of
+// the informer handler. The scheduler also reports a pod whose binding
+// failed as deleted, with its own copy from before the binding: that copy
+// is older than a bound pod the informer handler has seen (the binding may
+// have committed even though the call failed), so it leaves the pod
+// counted. Assumptions are Reserve's and Unreserve's to drop.
+func (c *usageCache) hintDeletePod(pod *v1.Pod) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.pods[pod.UID]
+	if e == nil || e.assumed {
+		return
+	}
+	if cmp, ok := compareRV(pod.ResourceVersion, e.rv); !ok || cmp < 0 {
+		return
+	}
+	c.removeLocked(pod.UID)
+	c.gone[pod.UID] = pod.ResourceVersion
+}
+
+func (c *usageCache) applyPodLocked(logger klog.Logger, pod *v1.Pod) {
+	if rv, ok := c.gone[pod.UID]; ok && stale(pod.ResourceVersion, rv) {
+		return
+	}
+	e := c.pods[pod.UID]
+	if e != nil && !e.assumed && stale(pod.ResourceVersion, e.rv) {
+		return
+	}
 	if pod.Status.Phase == v1.PodSucceeded || pod.Status.Phase == v1.PodFailed {
-		c.deletePod(pod.UID)
+		c.removeLocked(pod.UID)
 		return
 	}
 	raw, ok := pod.Annotations[device.AllocationAnnotation]
 	if pod.Spec.NodeName == "" || !ok {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		if e := c.pods[pod.UID]; e != nil && !e.assumed {
+		if e != nil && !e.assumed {
 			c.removeLocked(pod.UID)
 		}
 		return
@@ -108,24 +210,30 @@ func (c *usageCache) updatePod(logger klog.Logger, pod *v1.Pod) {
 	alloc, err := device.DecodeAllocation(raw)
 	if err != nil {
 		logger.Error(err, "Ignoring invalid allocation", "pod", klog.KObj(pod))
-		c.deletePod(pod.UID)
+		c.removeLocked(pod.UID)
 		return
 	}
-	c.set(pod.UID, pod.Spec.NodeName, alloc, false, pod.Labels[device.HandedOutLabel] != "true")
+	c.setLocked(pod.UID, &podEntry{rv: pod.ResourceVersion, node: pod.Spec.NodeName, footprint: alloc.Footprint(), awaiting: pod.Labels[device.HandedOutLabel] != "true"})
 }
 
-func (c *usageCache) deletePod(uid types.UID) {
+// assume records a placement this scheduler made before the API has it. A
+// pod the informer handler has seen bound keeps what the API says it
+// holds: a cycle that started before its binding showed up is stale, and
+// its own binding will be refused.
+func (c *usageCache) assume(uid types.UID, alloc *device.Allocation) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.removeLocked(uid)
+	if e := c.pods[uid]; e != nil && !e.assumed {
+		return
+	}
+	c.setLocked(uid, &podEntry{node: alloc.Node, footprint: alloc.Footprint(), assumed: true, awaiting: true})
 }
 
-// assume records a placement this scheduler made before the API has it.
-func (c *usageCache) assume(uid types.UID, alloc *device.Allocation) {
-	c.set(uid, alloc.Node, alloc, true, true)
-}
-
-// forget drops an assumed placement whose binding failed.
+// forget drops an assumed placement whose binding failed. A binding that
+// failed on the client may still have committed; once the informer handler
+// has seen the pod bound, the entry is the API's and forget leaves it, and
+// if forget comes first the handler adds the bound pod back: either order
+// ends with the pod counted once.
 func (c *usageCache) forget(uid types.UID) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -134,17 +242,14 @@ func (c *usageCache) forget(uid types.UID) {
 	}
 }
 
-func (c *usageCache) set(uid types.UID, node string, alloc *device.Allocation, assumed, awaiting bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+func (c *usageCache) setLocked(uid types.UID, e *podEntry) {
 	c.removeLocked(uid)
-	e := &podEntry{node: node, footprint: alloc.Footprint(), assumed: assumed, awaiting: awaiting}
 	c.pods[uid] = e
-	n := c.node(node)
+	n := c.node(e.node)
 	for id, u := range e.footprint {
 		n.used[id] = n.used[id].Add(u)
 	}
-	if awaiting {
+	if e.awaiting {
 		n.awaiting[uid] = true
 	}
 }

@@ -44,6 +44,14 @@ func boundPod(t *testing.T, uid, node string, a *device.Allocation) *v1.Pod {
 	}
 }
 
+// at returns a copy of pod at resourceVersion rv, as the API server writes
+// versions: one integer that grows with every write.
+func at(pod *v1.Pod, rv string) *v1.Pod {
+	p := pod.DeepCopy()
+	p.ResourceVersion = rv
+	return p
+}
+
 func used(t *testing.T, c *usageCache, node string) map[string]device.Usage {
 	t.Helper()
 	v, err := c.view(node, nil, nil)
@@ -135,12 +143,12 @@ func TestCycleStateCloneIsDeep(t *testing.T) {
 
 func TestQueueingHints(t *testing.T) {
 	logger, _ := ktesting.NewTestContext(t)
-	p := &Mosaic{cache: newUsageCache(device.NodeConfig{SplitCount: 10, MemoryScaling: 1, CoreScaling: 1})}
-	gpuPod := boundPod(t, "g", "n", testAlloc("n", "GPU-0", 1))
+	p := testPlugin(t)
+	gpu := at(boundPod(t, "g", "n", testAlloc("n", "GPU-0", 1)), "10")
 	plain := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Spec: v1.PodSpec{NodeName: "n"}}
 	p.cache.setNode(logger, testNode(t, "n", ""))
-	p.cache.updatePod(logger, gpuPod)
-	if h, _ := p.isDevicePodDeleted(logger, nil, gpuPod, nil); h != fwk.Queue {
+	p.cache.updatePod(logger, gpu)
+	if h, _ := p.isDevicePodDeleted(logger, nil, at(gpu, "11"), nil); h != fwk.Queue {
 		t.Error("deleting a device pod does not requeue")
 	}
 	// The hint released the share before the pod it requeues is retried.
@@ -149,6 +157,17 @@ func TestQueueingHints(t *testing.T) {
 	}
 	if h, _ := p.isDevicePodDeleted(logger, nil, plain, nil); h != fwk.QueueSkip {
 		t.Error("deleting an ordinary pod requeues")
+	}
+	// After a failed binding the scheduler reports its own copy of the pod
+	// deleted: assigned, with the device request but no allocation.
+	released := gpuPod("released", "500")
+	released.Spec.NodeName = "n"
+	if h, _ := p.isDevicePodDeleted(logger, nil, released, nil); h != fwk.Queue {
+		t.Error("a reservation released after a failed binding does not requeue")
+	}
+	unbound := gpuPod("unbound", "500")
+	if h, _ := p.isDevicePodDeleted(logger, nil, unbound, nil); h != fwk.QueueSkip {
+		t.Error("deleting a device pod that was never assigned requeues")
 	}
 	n1 := testNode(t, "n", "")
 	n2 := n1.DeepCopy()
@@ -197,5 +216,127 @@ func TestHandoutBusyWithoutNRI(t *testing.T) {
 	c.updatePod(logger, p)
 	if c.handoutBusy("plain", "other") {
 		t.Error("a handed-out pod still blocks the node")
+	}
+}
+
+// The informer handler and the queueing hints apply the same events in
+// either order: an object older than what the cache holds changes
+// nothing, and one applied twice counts once.
+func TestCacheUpdatesAreOrderedAndIdempotent(t *testing.T) {
+	logger, _ := ktesting.NewTestContext(t)
+	newCache := func() *usageCache {
+		c := newUsageCache(device.NodeConfig{SplitCount: 10, MemoryScaling: 1, CoreScaling: 1})
+		c.setNode(logger, testNode(t, "n", ""))
+		return c
+	}
+	pod := boundPod(t, "a", "n", testAlloc("n", "GPU-0", 300))
+	held := map[string]device.Usage{"GPU-0": {MemoryMiB: 300, Cores: 10, Slots: 1}}
+
+	t.Run("twice counts once", func(t *testing.T) {
+		c := newCache()
+		c.updatePod(logger, at(pod, "10"))
+		c.updatePod(logger, at(pod, "10"))
+		c.hintUpdatePod(logger, at(pod, "10"))
+		if diff := cmp.Diff(held, used(t, c, "n")); diff != "" {
+			t.Errorf("(-want,+got):\n%s", diff)
+		}
+	})
+	t.Run("older after newer", func(t *testing.T) {
+		c := newCache()
+		c.updatePod(logger, at(pod, "10"))
+		// A hint sees the handed-out label (version 12) first; the
+		// handler then delivers version 11, before the label.
+		labelled := at(pod, "12")
+		labelled.Labels = map[string]string{device.HandedOutLabel: "true"}
+		c.hintUpdatePod(logger, labelled)
+		c.updatePod(logger, at(pod, "11"))
+		if _, _, ok := c.footprint("a"); !ok || len(c.nodes["n"].awaiting) != 0 {
+			t.Errorf("version 11 undid version 12: held %v, awaiting %v", ok, c.nodes["n"].awaiting)
+		}
+		// An older allocation (as a corrupt or replayed event) does not
+		// replace the newer one either.
+		c.updatePod(logger, at(boundPod(t, "a", "n", testAlloc("n", "GPU-1", 900)), "9"))
+		if diff := cmp.Diff(held, used(t, c, "n")); diff != "" {
+			t.Errorf("(-want,+got):\n%s", diff)
+		}
+	})
+	t.Run("delete seen by a hint first", func(t *testing.T) {
+		c := newCache()
+		c.updatePod(logger, at(pod, "10"))
+		c.hintDeletePod(at(pod, "13"))
+		// The handler still delivers the pod's last update, then its delete.
+		c.updatePod(logger, at(pod, "12"))
+		if u := used(t, c, "n"); len(u) != 0 {
+			t.Errorf("a stale update brought a deleted pod back: %v", u)
+		}
+		c.deletePod("a")
+		if len(c.gone) != 0 {
+			t.Errorf("the handler's delete left %v behind", c.gone)
+		}
+	})
+	t.Run("a hint never adds", func(t *testing.T) {
+		c := newCache()
+		c.hintUpdatePod(logger, at(pod, "10"))
+		if u := used(t, c, "n"); len(u) != 0 {
+			t.Errorf("a hint added a pod the handler has not seen: %v", u)
+		}
+	})
+	t.Run("stale inventory", func(t *testing.T) {
+		c := newCache()
+		two := testNode(t, "m", "")
+		two.ResourceVersion = "20"
+		c.setNode(logger, two)
+		one := two.DeepCopy()
+		one.ResourceVersion = "19"
+		one.Annotations[device.InventoryAnnotation] = `{"version":1,"devices":[]}`
+		c.setNode(logger, one)
+		if v, _ := c.view("m", nil, nil); len(v.Cards) != 2 {
+			t.Errorf("an older inventory replaced a newer one: %d cards, want 2", len(v.Cards))
+		}
+	})
+}
+
+// A binding that failed on the client may have committed. Whether
+// Unreserve's forget or the informer's bound pod comes first, the pod ends
+// up counted once, and the scheduler's report of its copy of the pod as
+// deleted (older than the bound pod) leaves it counted.
+func TestForgetCommutesWithInformer(t *testing.T) {
+	logger, _ := ktesting.NewTestContext(t)
+	alloc := testAlloc("n", "GPU-0", 300)
+	queued := at(&v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "a", UID: "a"}}, "10")
+	bound := at(boundPod(t, "a", "n", alloc), "11")
+	copyOfQueued := queued.DeepCopy()
+	copyOfQueued.Spec.NodeName = "n" // the scheduler's assumed copy
+	held := map[string]device.Usage{"GPU-0": {MemoryMiB: 300, Cores: 10, Slots: 1}}
+	for name, steps := range map[string][]string{
+		// A second cycle of the pod reserved other cards just as the
+		// first binding showed up; its own binding is refused.
+		"stale reserve":  {"assume", "forget", "bound", "reassume", "forget"},
+		"informer first": {"assume", "bound", "forget", "hint"},
+		"forget first":   {"assume", "forget", "hint", "bound"},
+		"hint between":   {"assume", "forget", "bound", "hint"},
+		"never forgot":   {"assume", "bound", "bound"},
+	} {
+		t.Run(name, func(t *testing.T) {
+			c := newUsageCache(device.NodeConfig{SplitCount: 10, MemoryScaling: 1, CoreScaling: 1})
+			c.setNode(logger, testNode(t, "n", ""))
+			for _, s := range steps {
+				switch s {
+				case "assume":
+					c.assume("a", alloc)
+				case "reassume":
+					c.assume("a", testAlloc("n", "GPU-1", 500))
+				case "bound":
+					c.updatePod(logger, bound)
+				case "forget":
+					c.forget("a")
+				case "hint":
+					c.hintDeletePod(copyOfQueued)
+				}
+			}
+			if diff := cmp.Diff(held, used(t, c, "n")); diff != "" {
+				t.Errorf("after %v (-want,+got):\n%s", steps, diff)
+			}
+		})
 	}
 }

@@ -12,15 +12,18 @@ import (
 
 // EventsToRegister requeues a pod that Mosaic rejected only on events that
 // can free or add cards: a device pod leaving (deleted, or finished, which
-// the scheduler's informer reports as a delete) and a node whose inventory
-// appears or changes. The pod is retried after its backoff, not after the
-// five-minute unschedulable flush.
+// the scheduler's informer reports as a delete), a reservation released
+// after its binding failed (which the scheduler reports as a delete of its
+// copy of the pod), and a node whose inventory appears or changes. The pod
+// is retried after its backoff, not after the five-minute unschedulable
+// flush.
 //
 // The hints also apply the event to the cache. The scheduler calls them
 // from its own event handler before it requeues the pod, while the cache's
 // informer handler runs on another goroutine and may not have seen the
-// event yet; applying it here (idempotently) guarantees the retry sees the
-// freed cards.
+// event yet; applying it here guarantees the retry sees the freed cards.
+// The cache orders both writers by resourceVersion (cache.go), so a hint
+// that runs late never undoes what the handler applied since.
 func (p *Mosaic) EventsToRegister(context.Context) ([]fwk.ClusterEventWithHint, error) {
 	return []fwk.ClusterEventWithHint{
 		{Event: fwk.ClusterEvent{Resource: fwk.Pod, ActionType: fwk.Delete}, QueueingHintFn: p.isDevicePodDeleted},
@@ -34,9 +37,19 @@ func (p *Mosaic) isDevicePodDeleted(logger klog.Logger, _ *v1.Pod, oldObj, _ any
 	if !ok {
 		return fwk.Queue, nil
 	}
-	p.cache.deletePod(pod.UID)
-	if _, has := pod.Annotations[device.AllocationAnnotation]; has && pod.Spec.NodeName != "" {
+	p.cache.hintDeletePod(pod)
+	if pod.Spec.NodeName == "" {
+		return fwk.QueueSkip, nil
+	}
+	if _, has := pod.Annotations[device.AllocationAnnotation]; has {
 		logger.V(5).Info("Device pod deleted; retrying", "deleted", klog.KObj(pod))
+		return fwk.Queue, nil
+	}
+	// A failed binding: the scheduler's copy is assigned to the node but
+	// has no allocation, which only the Binding carried. Unreserve has
+	// released its cards.
+	if req, err := device.ParsePodRequest(pod, p.parseOpts); err == nil && req != nil {
+		logger.V(5).Info("Device reservation released; retrying", "released", klog.KObj(pod))
 		return fwk.Queue, nil
 	}
 	return fwk.QueueSkip, nil
@@ -71,6 +84,6 @@ func (p *Mosaic) isHandedOut(logger klog.Logger, _ *v1.Pod, oldObj, newObj any) 
 	if pod.Labels[device.HandedOutLabel] != "true" {
 		return fwk.QueueSkip, nil
 	}
-	p.cache.updatePod(logger, pod)
+	p.cache.hintUpdatePod(logger, pod)
 	return fwk.Queue, nil
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/informers"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
@@ -13,49 +14,46 @@ import (
 
 // watch feeds the cache from the scheduler's node and pod informers. The
 // scheduler's pod informer already leaves out finished pods, so a pod that
-// succeeds or fails arrives here as a delete and releases its share.
-func (p *Mosaic) watch(logger klog.Logger) error {
-	f := p.handle.SharedInformerFactory()
-	if f == nil {
-		return fmt.Errorf("%s needs the scheduler's shared informer factory", Name)
-	}
+// succeeds or fails arrives here as a delete and releases its share. Each
+// handler receives its informer's events one at a time, in the order the
+// API server wrote them.
+func (c *usageCache) watch(logger klog.Logger, f informers.SharedInformerFactory) ([]cache.InformerSynced, error) {
 	nodes, err := f.Core().V1().Nodes().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { p.onNode(logger, obj) },
-		UpdateFunc: func(_, obj any) { p.onNode(logger, obj) },
+		AddFunc:    func(obj any) { c.onNode(logger, obj) },
+		UpdateFunc: func(_, obj any) { c.onNode(logger, obj) },
 		DeleteFunc: func(obj any) {
 			if n, ok := unwrap(obj).(*v1.Node); ok {
-				p.cache.deleteNode(n.Name)
+				c.deleteNode(n)
 			}
 		},
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	pods, err := f.Core().V1().Pods().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { p.onPod(logger, obj) },
-		UpdateFunc: func(_, obj any) { p.onPod(logger, obj) },
+		AddFunc:    func(obj any) { c.onPod(logger, obj) },
+		UpdateFunc: func(_, obj any) { c.onPod(logger, obj) },
 		DeleteFunc: func(obj any) {
 			if pod, ok := unwrap(obj).(*v1.Pod); ok {
-				p.cache.deletePod(pod.UID)
+				c.deletePod(pod.UID)
 			}
 		},
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	p.synced = []cache.InformerSynced{nodes.HasSynced, pods.HasSynced}
-	return nil
+	return []cache.InformerSynced{nodes.HasSynced, pods.HasSynced}, nil
 }
 
-func (p *Mosaic) onNode(logger klog.Logger, obj any) {
+func (c *usageCache) onNode(logger klog.Logger, obj any) {
 	if n, ok := obj.(*v1.Node); ok {
-		p.cache.setNode(logger, n)
+		c.setNode(logger, n)
 	}
 }
 
-func (p *Mosaic) onPod(logger klog.Logger, obj any) {
+func (c *usageCache) onPod(logger klog.Logger, obj any) {
 	if pod, ok := obj.(*v1.Pod); ok {
-		p.cache.updatePod(logger, pod)
+		c.updatePod(logger, pod)
 	}
 }
 

@@ -10,7 +10,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/cache"
-	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 
 	"github.com/mosaic-gpu/mosaic/pkg/apis/config"
@@ -45,8 +44,9 @@ type Mosaic struct {
 	key []byte
 }
 
-// New builds the plugin from its args and registers its informer handlers
-// on the scheduler's shared informers (which the scheduler starts).
+// New builds the plugin from its args and joins the scheduler's device
+// cache, fed by the scheduler's shared informers (which the scheduler
+// starts); the first profile that enables Mosaic creates it (shared.go).
 func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, error) {
 	args, err := decodeArgs(obj)
 	if err != nil {
@@ -57,16 +57,17 @@ func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, err
 		args:      *args,
 		parseOpts: args.ParseOptions(),
 		placeOpts: placement.Options{GPUPolicy: args.GPUPolicy, NUMA: placement.NUMAPolicy(args.NUMAPolicy)},
-		cache:     newUsageCache(args.NodeDefaults()),
 	}
 	if args.AllocationKeyFile != "" {
 		if p.key, err = device.LoadKey(args.AllocationKeyFile); err != nil {
 			return nil, fmt.Errorf("%s args allocationKeyFile: %w", Name, err)
 		}
 	}
-	if err := p.watch(klog.FromContext(ctx)); err != nil {
+	shared, err := cacheFor(ctx, h.SharedInformerFactory(), h.ProfileName(), args.NodeDefaults())
+	if err != nil {
 		return nil, err
 	}
+	p.cache, p.synced = shared.cache, shared.synced
 	return p, nil
 }
 
