@@ -1,6 +1,8 @@
 package config
 
 import (
+	"path/filepath"
+
 	"github.com/mosaic-gpu/mosaic/pkg/device"
 	"github.com/mosaic-gpu/mosaic/pkg/placement"
 )
@@ -13,6 +15,10 @@ const (
 	DefaultSplitCount = 10
 	DefaultScaling    = 1.0
 )
+
+// DefaultAllocationKeyFile is where the manifests mount the current
+// allocation signing key.
+var DefaultAllocationKeyFile = filepath.Join(device.DefaultKeyDir, device.CurrentKey)
 
 // SetDefaultsMosaicArgs fills the unset fields of args.
 func SetDefaultsMosaicArgs(args *MosaicArgs) {
@@ -33,6 +39,9 @@ func SetDefaultsMosaicArgs(args *MosaicArgs) {
 	}
 	if args.DeviceCoreScaling == 0 {
 		args.DeviceCoreScaling = DefaultScaling
+	}
+	if args.AllocationKeyFile == "" && !args.UnsignedAllocations {
+		args.AllocationKeyFile = DefaultAllocationKeyFile
 	}
 	if args.AscendModels == nil {
 		args.AscendModels = device.DefaultAscendModels()

@@ -11,6 +11,8 @@ import (
 
 	"github.com/containerd/nri/pkg/api"
 	"github.com/containerd/nri/pkg/stub"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 )
 
@@ -27,6 +29,9 @@ type Plugin struct {
 	// connection is lost. The node agent publishes this, not whether NRI
 	// is configured: a configured but unconnected NRI hands out nothing.
 	OnConnection func(connected bool)
+	// Events, when set before Run, records on a pod why its containers
+	// got no card (Decision.Unverified).
+	Events events.EventRecorder
 
 	mu        sync.Mutex
 	connected bool
@@ -109,6 +114,10 @@ func (p *Plugin) CreateContainer(_ context.Context, pod *api.PodSandbox, ctr *ap
 	}
 	if d == nil {
 		return nil, nil, nil
+	}
+	if d.Unverified != nil {
+		p.logger.Error(d.Unverified, "Container gets no device", "pod", klog.KRef(pod.GetNamespace(), pod.GetName()), "container", ctr.GetName())
+		ReportUnverified(p.Events, pod.GetNamespace(), pod.GetName(), types.UID(pod.GetUid()), ctr.GetName(), d.Unverified)
 	}
 	if err := d.WriteFiles(); err != nil {
 		return nil, nil, fmt.Errorf("mosaic: preparing container %s: %w", ctr.GetName(), err)

@@ -44,7 +44,7 @@ type Mosaic struct {
 	placeOpts placement.Options
 	cache     *usageCache
 	synced    []cache.InformerSynced
-	// key signs allocations; nil when allocationKeyFile is unset.
+	// key signs allocations; nil only with unsignedAllocations.
 	key []byte
 }
 
@@ -66,9 +66,11 @@ func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, err
 		placeOpts: placement.Options{GPUPolicy: args.GPUPolicy, NUMA: placement.NUMAPolicy(args.NUMAPolicy)},
 		cache:     newUsageCache(args.NodeDefaults()),
 	}
-	if args.AllocationKeyFile != "" {
+	// A missing key stops the start: it must not quietly turn signing
+	// off, since node agents then give signed pods no card.
+	if !args.UnsignedAllocations {
 		if p.key, err = device.LoadKey(args.AllocationKeyFile); err != nil {
-			return nil, fmt.Errorf("%s args allocationKeyFile: %w", Name, err)
+			return nil, fmt.Errorf("pluginConfig.%s.args.allocationKeyFile: %w (mount the mosaic-allocation-key Secret, see docs/security.md, or set unsignedAllocations: true)", Name, err)
 		}
 	}
 	if err := p.watch(klog.FromContext(ctx)); err != nil {
