@@ -8,9 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
-	"sync"
 )
 
 // SignatureAnnotation holds the scheduler's signature of a pod's
@@ -64,12 +62,12 @@ func Verify(key []byte, podUID, allocation, signature string) error {
 var ErrUnsigned = errors.New("the allocation is not signed by the scheduler (no " + SignatureAnnotation + ")")
 
 // KeySet is the keys a node agent accepts allocation signatures from. One
-// loaded from a directory reads it again when a signature matches none of
-// its keys, so a rotated Secret is picked up without a restart.
+// loaded from a directory reads it again at every check, so that a key
+// added to or retired from the mounted Secret counts at once, without a
+// restart: the agent checks at container creation, and a few small files
+// cost little beside that.
 type KeySet struct {
-	dir string
-
-	mu   sync.Mutex
+	dir  string
 	keys [][]byte
 }
 
@@ -117,46 +115,26 @@ func readKeyDir(dir string) ([][]byte, error) {
 	return keys, nil
 }
 
-// Len is the number of keys held.
-func (s *KeySet) Len() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.keys)
-}
-
-// Verify checks a pod's allocation signature against every key of the set.
+// Verify checks a pod's allocation signature against every key of the
+// set. Keys that can no longer be read verify nothing.
 func (s *KeySet) Verify(podUID, allocation, signature string) error {
 	if signature == "" {
 		return ErrUnsigned
 	}
-	if s.matches(podUID, allocation, signature) {
-		return nil
+	keys := s.keys
+	if s.dir != "" {
+		var err error
+		if keys, err = readKeyDir(s.dir); err != nil {
+			return fmt.Errorf("the allocation's signature cannot be checked: %w", err)
+		}
+	}
+	for _, k := range keys {
+		if hmac.Equal([]byte(Sign(k, podUID, allocation)), []byte(signature)) {
+			return nil
+		}
 	}
 	if s.dir == "" {
 		return errors.New("the allocation's signature does not match: it was not written by the scheduler for this pod")
 	}
-	// The Secret may have been rotated since the keys were read.
-	keys, err := readKeyDir(s.dir)
-	if err != nil {
-		return fmt.Errorf("the allocation's signature matches none of the known keys, and reading them again failed: %w", err)
-	}
-	s.mu.Lock()
-	s.keys = keys
-	s.mu.Unlock()
-	if s.matches(podUID, allocation, signature) {
-		return nil
-	}
 	return fmt.Errorf("the allocation's signature matches none of the %d keys in %s: it was not written by the scheduler for this pod, or with a key retired since", len(keys), s.dir)
-}
-
-func (s *KeySet) matches(podUID, allocation, signature string) bool {
-	s.mu.Lock()
-	keys := slices.Clone(s.keys)
-	s.mu.Unlock()
-	for _, k := range keys {
-		if hmac.Equal([]byte(Sign(k, podUID, allocation)), []byte(signature)) {
-			return true
-		}
-	}
-	return false
 }
