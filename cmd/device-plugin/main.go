@@ -168,6 +168,7 @@ func allocationKeys(f *flags) (*device.KeySet, error) {
 	if err != nil {
 		return nil, fmt.Errorf("--allocation-key-dir: %w (mount the mosaic-allocation-key Secret there, see docs/security.md, or pass --unsigned-allocations to check no signature)", err)
 	}
+	klog.InfoS("Handing out only allocations signed with a key of the directory", "allocationKeyDir", f.keyDir)
 	return keys, nil
 }
 

@@ -72,6 +72,9 @@ func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, err
 		if p.key, err = device.LoadKey(args.AllocationKeyFile); err != nil {
 			return nil, fmt.Errorf("pluginConfig.%s.args.allocationKeyFile: %w (mount the mosaic-allocation-key Secret, see docs/security.md, or set unsignedAllocations: true)", Name, err)
 		}
+		klog.FromContext(ctx).Info("Signing allocations", "allocationKeyFile", args.AllocationKeyFile)
+	} else {
+		klog.FromContext(ctx).Info("Allocations are not signed (unsignedAllocations): node agents that check signatures give these pods no card")
 	}
 	if err := p.watch(klog.FromContext(ctx)); err != nil {
 		return nil, err
