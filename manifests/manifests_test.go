@@ -113,3 +113,23 @@ func TestWebhookReadsTheSchedulersConfig(t *testing.T) {
 		t.Errorf("webhook args %s do not spell out --override-policy=deny", args)
 	}
 }
+
+// Objects reads the files as the tests apply them.
+func TestObjects(t *testing.T) {
+	objs, err := Objects("admission-policy.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kinds []string
+	for _, o := range objs {
+		kinds = append(kinds, o.GetObjectKind().GroupVersionKind().Kind)
+	}
+	want := strings.Repeat("ValidatingAdmissionPolicy,ValidatingAdmissionPolicyBinding,", 3)
+	want = want[:len(want)-1]
+	if got := strings.Join(kinds, ","); got != want {
+		t.Errorf("admission-policy.yaml kinds = %s, want %s", got, want)
+	}
+	if _, err := Objects("absent.yaml"); err == nil {
+		t.Error("a missing file decoded")
+	}
+}

@@ -43,8 +43,9 @@ func main() {
 type flags struct {
 	backend, fakeFile, nodeName, kubeconfig, configMap string
 	kubeletDir, nriSocket, stateDir, enforcerLib       string
-	corePolicy, metricsAddr, keyFile, exempt           string
+	corePolicy, metricsAddr, keyDir, exempt            string
 	split                                              int
+	unsigned, keyDirSet                                bool
 	memScaling, coreScaling                            float64
 	refresh                                            time.Duration
 }
@@ -64,11 +65,13 @@ func parse() *flags {
 	flag.StringVar(&f.stateDir, "state-dir", "/var/lib/mosaic", "host directory for per-container limits files and shared accounting")
 	flag.StringVar(&f.enforcerLib, "enforcer-lib", "/usr/local/lib/mosaic/libmosaic-enforcer.so", "host path of libmosaic-enforcer.so; empty: no enforcer")
 	flag.StringVar(&f.exempt, "exempt-namespaces", "", "comma-separated namespaces whose containers keep the cards their image or spec selects (trusted node daemons such as a GPU metrics exporter); every other container without an allocation gets none")
-	flag.StringVar(&f.keyFile, "allocation-key-file", "", "file with the key the scheduler signs allocations with; when set, unsigned or forged allocations get no cards")
+	flag.StringVar(&f.keyDir, "allocation-key-dir", device.DefaultKeyDir, "directory of the keys (the mosaic-allocation-key Secret) an allocation must be signed with by the scheduler: the current key and, after a rotation, the previous one; a pod whose allocation none of them signed gets no cards")
+	flag.BoolVar(&f.unsigned, "unsigned-allocations", false, "check no allocation signature: any pod whose annotation names cards gets them (only where no one but the scheduler can write pods' allocations)")
 	flag.StringVar(&f.corePolicy, "core-policy", string(device.CorePolicyDefault), "GPU_CORE_UTILIZATION_POLICY for containers: default, force or disable")
 	flag.StringVar(&f.metricsAddr, "metrics-addr", ":9400", "address for /metrics and /healthz; empty: off")
 	flag.DurationVar(&f.refresh, "refresh", 30*time.Second, "how often cards and config are read again")
 	flag.Parse()
+	flag.Visit(func(fl *flag.Flag) { f.keyDirSet = f.keyDirSet || fl.Name == "allocation-key-dir" })
 	return f
 }
 
@@ -83,12 +86,9 @@ func run() error {
 	default:
 		return fmt.Errorf("--core-policy %q: must be default, force or disable", p)
 	}
-	var key []byte
-	if f.keyFile != "" {
-		var err error
-		if key, err = device.LoadKey(f.keyFile); err != nil {
-			return err
-		}
+	keys, err := allocationKeys(f)
+	if err != nil {
+		return err
 	}
 	exempt, err := namespaces(f.exempt)
 	if err != nil {
@@ -114,7 +114,7 @@ func run() error {
 	a, err := agent.New(agent.Options{
 		NodeName: f.nodeName, Client: client, Backend: backend, Sharing: cfg, ConfigMap: f.configMap,
 		KubeletDir: f.kubeletDir, NRISocket: f.nriSocket, Refresh: f.refresh,
-		NRI: nri.Config{StateDir: f.stateDir, EnforcerLib: f.enforcerLib, CorePolicy: device.CorePolicy(f.corePolicy), AllocationKey: key,
+		NRI: nri.Config{StateDir: f.stateDir, EnforcerLib: f.enforcerLib, CorePolicy: device.CorePolicy(f.corePolicy), AllocationKeys: keys,
 			ExemptNamespaces: exempt},
 	}, logger)
 	if err != nil {
@@ -151,6 +151,25 @@ func newBackend(f *flags) (discovery.Backend, error) {
 		return b, err
 	}
 	return nil, fmt.Errorf("--backend %q: must be nvidia, ascend or fake", f.backend)
+}
+
+// allocationKeys loads the keys allocations must be signed with. Without
+// them the agent does not start, unless told to run unsigned: a missing
+// Secret must not quietly turn the check off.
+func allocationKeys(f *flags) (*device.KeySet, error) {
+	if f.unsigned {
+		if f.keyDirSet {
+			return nil, errors.New("--unsigned-allocations and --allocation-key-dir: set one")
+		}
+		klog.InfoS("Allocation signatures are not checked (--unsigned-allocations)")
+		return nil, nil
+	}
+	keys, err := device.LoadKeySet(f.keyDir)
+	if err != nil {
+		return nil, fmt.Errorf("--allocation-key-dir: %w (mount the mosaic-allocation-key Secret there, see docs/security.md, or pass --unsigned-allocations to check no signature)", err)
+	}
+	klog.InfoS("Handing out only allocations signed with a key of the directory", "allocationKeyDir", f.keyDir)
+	return keys, nil
 }
 
 // namespaces splits --exempt-namespaces, leaving out empty names.

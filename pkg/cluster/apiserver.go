@@ -2,6 +2,8 @@ package cluster
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"net/url"
@@ -17,6 +19,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	kubeapiservertesting "k8s.io/kubernetes/cmd/kube-apiserver/app/testing"
+
+	"github.com/mosaic-gpu/mosaic/pkg/device"
 )
 
 // ControlPlane is a running etcd and kube-apiserver.
@@ -26,8 +30,12 @@ type ControlPlane struct {
 	Client kubernetes.Interface
 	// Kubeconfig is a file holding Config, for components that take a path.
 	Kubeconfig string
-	dir        string
-	stop       []func()
+	// KeyDir holds the allocation signing key generated at Start, laid
+	// out as the mosaic-allocation-key Secret is mounted: the file
+	// device.CurrentKey. The scheduler signs with it (StartScheduler).
+	KeyDir string
+	dir    string
+	stop   []func()
 }
 
 // Start brings up etcd and the API server on free loopback ports, in a
@@ -37,7 +45,11 @@ func Start() (*ControlPlane, error) {
 	if err != nil {
 		return nil, err
 	}
-	cp := &ControlPlane{dir: dir}
+	cp := &ControlPlane{dir: dir, KeyDir: filepath.Join(dir, "allocation-key")}
+	if err := writeKey(cp.KeyDir); err != nil {
+		cp.Stop()
+		return nil, err
+	}
 	if err := cp.start(); err != nil {
 		cp.Stop()
 		return nil, err
@@ -57,8 +69,16 @@ func (cp *ControlPlane) start() error {
 	// node lifecycle controller runs here to lift it; nodes are plain API
 	// objects. ServiceAccount admission needs a token controller.
 	// Privileged containers are allowed, as kubeadm's clusters allow them:
-	// what Mosaic does with them is for the tests to see.
-	flags := []string{"--disable-admission-plugins=ServiceAccount,TaintNodesByCondition", "--allow-privileged=true"}
+	// what Mosaic does with them is for the tests to see. Requests are
+	// authorized as in a real cluster (RBAC; Config is in system:masters),
+	// and ValidatingAdmissionPolicy, on by default, is named so that the
+	// manifests' policies are known to be enforced.
+	flags := []string{
+		"--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
+		"--enable-admission-plugins=ValidatingAdmissionPolicy",
+		"--authorization-mode=RBAC",
+		"--allow-privileged=true",
+	}
 	srv, err := kubeapiservertesting.StartTestServer(tb, nil, flags, sc)
 	if err != nil {
 		return fmt.Errorf("starting kube-apiserver: %w", err)
@@ -134,12 +154,26 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
+// writeKey writes a fresh random signing key to dir/current, as an
+// install creates the mosaic-allocation-key Secret.
+func writeKey(dir string) error {
+	key := make([]byte, device.MinKeyBytes)
+	if _, err := rand.Read(key); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, device.CurrentKey), []byte(base64.StdEncoding.EncodeToString(key)+"\n"), 0o600)
+}
+
 // WriteKubeconfig writes a kubeconfig file that reaches the server of c
 // with c's credentials.
 func WriteKubeconfig(path string, c *rest.Config) error {
 	kc := clientcmdapi.NewConfig()
 	kc.Clusters["mosaic"] = &clientcmdapi.Cluster{Server: c.Host, CertificateAuthorityData: c.CAData, TLSServerName: c.ServerName, InsecureSkipTLSVerify: c.Insecure}
-	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{Token: c.BearerToken, ClientCertificateData: c.CertData, ClientKeyData: c.KeyData}
+	kc.AuthInfos["admin"] = &clientcmdapi.AuthInfo{Token: c.BearerToken, ClientCertificateData: c.CertData, ClientKeyData: c.KeyData,
+		Impersonate: c.Impersonate.UserName, ImpersonateGroups: c.Impersonate.Groups, ImpersonateUserExtra: c.Impersonate.Extra}
 	kc.Contexts["mosaic"] = &clientcmdapi.Context{Cluster: "mosaic", AuthInfo: "admin"}
 	kc.CurrentContext = "mosaic"
 	return clientcmd.WriteToFile(*kc, path)

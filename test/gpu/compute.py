@@ -261,13 +261,13 @@ def part_shared():
                    f"alone again {a3:.1f} %; 100 ms windows after B starts (A/B): "
                    + " ".join(f"{x:.0f}/{y:.0f}" for x, y in first))
     # Idle, then busy: at its share at once.
-    r, _ = solo(m, container(30, "force"), seconds=26, extra={"TEST_PAUSE": "3 20"})
+    r, _ = solo(m, container(30, "force"), seconds=66, extra={"TEST_PAUSE": "3 60"})
     if r is not None:
-        resume = r["t0"] + 23
+        resume = r["t0"] + 63
         first_s = 100 * rate(r, resume, resume + 1) / solo_rate
         gaps = [d for d, e in zip(r["durs"], r["ends"]) if e > resume]
         ok = abs(first_s - 30) <= 8 and (max(gaps[:5]) if gaps else 9) < 0.5
-        result(ok, f"force 30 after 20 s idle: first second {first_s:.1f} % of solo throughput, first steps "
+        result(ok, f"force 30 after 60 s idle: first second {first_s:.1f} % of solo throughput, first steps "
                    + " ".join(f"{1000 * d:.0f}" for d in gaps[:5]) + " ms")
     # Capture and replay under every policy.
     for policy in ("force", "default", "disable"):

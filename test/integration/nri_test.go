@@ -134,48 +134,6 @@ func container(p *v1.Pod, name string) *api.Container {
 		Env: []string{nri.RequestEnv + "=nvidia.com/gpu"}}
 }
 
-// With a signing key the node agent hands out only what the scheduler
-// signed for that pod: a pod created already bound (spec.nodeName) with an
-// allocation copied from another pod gets no cards.
-func TestForgedAllocationIsRefused(t *testing.T) {
-	dir, err := os.MkdirTemp("", "key")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer os.RemoveAll(dir)
-	keyFile := filepath.Join(dir, "key")
-	if err := os.WriteFile(keyFile, []byte(strings.Repeat("0123456789abcdef", 4)), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	e := newEnv(t, withArgs("deviceCoreScaling: 1.0", "deviceCoreScaling: 1.0\n      allocationKeyFile: "+keyFile), a100("signed", 2))
-	real, _ := e.mustBind(podSpec{name: "real", limits: map[string]string{"nvidia.com/gpu": "1", "nvidia.com/gpumem": "1000"}})
-	if real.Annotations[device.SignatureAnnotation] == "" {
-		t.Fatal("the scheduler did not sign the allocation")
-	}
-	forged := e.pod(podSpec{name: "forged", limits: map[string]string{"nvidia.com/gpu": "1"}})
-	forged.Spec.NodeName = "signed"
-	forged.Annotations = map[string]string{
-		device.AllocationAnnotation: real.Annotations[device.AllocationAnnotation],
-		device.SignatureAnnotation:  real.Annotations[device.SignatureAnnotation],
-	}
-	e.create(forged)
-	forged, err = e.cs.CoreV1().Pods(e.ns).Get(e.ctx, "forged", metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := device.LoadKey(keyFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := &nri.Config{NodeName: "signed", StateDir: dir, AllocationKey: key}
-	if d, err := nri.Decide(cfg, nri.Pod{UID: string(real.UID), Annotations: real.Annotations}, nri.Container{Name: "c0", Spec: specOf(t, real, "c0")}); err != nil || d == nil {
-		t.Fatalf("the scheduled pod was refused: %v", err)
-	}
-	if _, err := nri.Decide(cfg, nri.Pod{UID: string(forged.UID), Annotations: forged.Annotations}, nri.Container{Name: "c0", Spec: specOf(t, forged, "c0")}); err == nil || !strings.Contains(err.Error(), "signature does not match") {
-		t.Fatalf("the forged pod was not refused: %v", err)
-	}
-}
-
 // specOf is the pod's container as its spec has it.
 func specOf(t *testing.T, p *v1.Pod, name string) *device.ContainerSettings {
 	t.Helper()

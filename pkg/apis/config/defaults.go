@@ -1,6 +1,8 @@
 package config
 
 import (
+	"path/filepath"
+
 	"github.com/mosaic-gpu/mosaic/pkg/device"
 	"github.com/mosaic-gpu/mosaic/pkg/placement"
 )
@@ -11,6 +13,10 @@ const (
 	DefaultGPUPolicy  = device.PolicySpread
 	DefaultNUMAPolicy = string(placement.NUMABestEffort)
 )
+
+// DefaultAllocationKeyFile is where the manifests mount the current
+// allocation signing key.
+var DefaultAllocationKeyFile = filepath.Join(device.DefaultKeyDir, device.CurrentKey)
 
 // SetDefaultsMosaicArgs fills the unset fields of args.
 func SetDefaultsMosaicArgs(args *MosaicArgs) {
@@ -34,6 +40,9 @@ func SetDefaultsMosaicArgs(args *MosaicArgs) {
 	}
 	if args.DeviceCoreScaling == 0 {
 		args.DeviceCoreScaling = d.CoreScaling
+	}
+	if args.AllocationKeyFile == "" && !args.UnsignedAllocations {
+		args.AllocationKeyFile = DefaultAllocationKeyFile
 	}
 	if args.AscendModels == nil {
 		args.AscendModels = device.DefaultAscendModels()

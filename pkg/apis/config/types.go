@@ -44,10 +44,16 @@ type MosaicArgs struct {
 	// DefaultCores is the compute share of a request that names none
 	// (default 0: time-shared).
 	DefaultCores int `json:"defaultCores,omitempty"`
-	// AllocationKeyFile, when set, is a file holding the key the scheduler
-	// signs each allocation with (mosaic.io/allocation-signature); node
-	// agents given the same key hand out only signed allocations.
+	// AllocationKeyFile is the file holding the key the scheduler signs
+	// each allocation with (mosaic.io/allocation-signature); node agents
+	// holding the same key hand out only signed allocations. Default: the
+	// current key of the mosaic-allocation-key Secret as the manifests
+	// mount it. The scheduler does not start without it.
 	AllocationKeyFile string `json:"allocationKeyFile,omitempty"`
+	// UnsignedAllocations runs the scheduler without a key: allocations
+	// are not signed, and only agents that check no signature hand them
+	// out.
+	UnsignedAllocations bool `json:"unsignedAllocations,omitempty"`
 	// AscendModels replaces the built-in Ascend models and vNPU templates.
 	AscendModels []device.AscendModel `json:"ascendModels,omitempty"`
 }

@@ -40,6 +40,9 @@ func ValidateMosaicArgs(path *field.Path, args *MosaicArgs) error {
 	if args.DefaultCores < 0 || args.DefaultCores > device.MaxCores {
 		errs = append(errs, field.Invalid(path.Child("defaultCores"), args.DefaultCores, fmt.Sprintf("must be in 0..%d", device.MaxCores)))
 	}
+	if args.UnsignedAllocations && args.AllocationKeyFile != "" {
+		errs = append(errs, field.Invalid(path.Child("unsignedAllocations"), true, "allocationKeyFile is set too: set one"))
+	}
 	if err := device.ValidateAscendModels(path.Child("ascendModels").String(), args.AscendModels); err != nil {
 		errs = append(errs, field.Invalid(path.Child("ascendModels"), "", err.Error()))
 	}

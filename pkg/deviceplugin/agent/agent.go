@@ -19,8 +19,10 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
 	corev1listers "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
@@ -119,6 +121,9 @@ func New(opts Options, logger klog.Logger) (*Agent, error) {
 	return a, nil
 }
 
+// EventsController is the reporting controller of the agent's events.
+const EventsController = "mosaic-device-plugin"
+
 // Pods lists the pods bound to this node, from the agent's informer.
 func (a *Agent) Pods() []*corev1.Pod { return a.pods() }
 
@@ -135,6 +140,14 @@ func (a *Agent) pod(namespace, name string) *corev1.Pod {
 // and says so; it does not crash-loop.
 func (a *Agent) Run(ctx context.Context) error {
 	a.serverCtx = ctx
+	// Events tell a pod's owner why its containers got no card.
+	broadcaster := events.NewBroadcaster(&events.EventSinkImpl{Interface: a.opts.Client.EventsV1()})
+	if err := broadcaster.StartRecordingToSinkWithContext(ctx); err != nil {
+		return err
+	}
+	defer broadcaster.Shutdown()
+	recorder := broadcaster.NewRecorder(scheme.Scheme, EventsController)
+	a.handout.events = recorder
 	a.informers.Start(ctx.Done())
 	a.informers.WaitForCacheSync(ctx.Done())
 	// Cards first: the NRI decision orders a container's cards by the
@@ -145,6 +158,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		p.Events = recorder
 		p.OnConnection = func(connected bool) { a.nriChanged(ctx, connected) }
 		p.Pods = a.pod
 		go a.runNRI(ctx, p)

@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 	pluginapi "k8s.io/kubelet/pkg/apis/deviceplugin/v1beta1"
 
@@ -31,6 +32,8 @@ type handout struct {
 	pods   func() []*v1.Pod
 	cfg    *nri.Config
 	logger klog.Logger
+	// events records on a pod why it got no card; set by Agent.Run.
+	events events.EventRecorder
 	// wait bounds how long Allocate waits for the pod informer to show
 	// the pod the kubelet is admitting.
 	wait time.Duration
@@ -73,6 +76,12 @@ func (h *handout) Allocate(ctx context.Context, resource string, ids []string) (
 	d, err := nri.Decide(h.cfg, nri.Pod{UID: string(pod.UID), Namespace: pod.Namespace, Annotations: pod.Annotations}, ctr)
 	if err != nil {
 		return nil, fmt.Errorf("pod %s/%s: %w", pod.Namespace, pod.Name, err)
+	}
+	if d.Unverified != nil {
+		// The pod is still marked handed out below: it got its answer
+		// (no card), and the scheduler may send the node the next pod.
+		h.logger.Error(d.Unverified, "Container gets no device", "pod", klog.KObj(pod), "container", c.Name)
+		nri.ReportUnverified(h.events, pod.Namespace, pod.Name, pod.UID, c.Name, d.Unverified)
 	}
 	if err := d.WriteFiles(); err != nil {
 		return nil, err

@@ -37,10 +37,11 @@ type Config struct {
 	// the enforcer out (devices and env only).
 	EnforcerLib string
 	CorePolicy  device.CorePolicy
-	// AllocationKey, when set, must have signed the allocation
-	// (mosaic.io/allocation-signature) for this pod: a pod created already
-	// bound with a forged allocation gets no cards.
-	AllocationKey []byte
+	// AllocationKeys, when set, are the keys one of which must have
+	// signed the allocation (mosaic.io/allocation-signature) for this
+	// pod: a pod created already bound with a forged, edited or copied
+	// allocation gets no cards. Nil accepts every allocation.
+	AllocationKeys *device.KeySet
 	// ExemptNamespaces are left as they are: their containers keep the
 	// cards their image or spec selects. They are for trusted node daemons
 	// that need every card (a GPU metrics exporter, a driver validator);
@@ -97,17 +98,23 @@ type Decision struct {
 	Files        map[string]string
 	// Dirs lists host directories to create.
 	Dirs []string
+	// Unverified, when set, says why the container gets none of the
+	// cards its pod's allocation lists: the allocation failed the
+	// signature check. The agent reports it as an Event on the pod.
+	Unverified error
 }
 
 // Decide works out a container's adjustment from its pod's annotations.
 // A container the pod's allocation lists gets exactly its cards; any other
 // (a pod without an allocation, an unlisted sidecar, a kubectl debug
-// container) gets none, whatever its image or spec selects. Decide returns
-// nil only for containers of ExemptNamespaces, and an error, which fails
-// the container's creation with a message on the pod, when the allocation
-// is missing or does not match this node or container, or when the pod
-// shares a card and the container's settings would take it out of the
-// enforcer's hold (checkOverrides).
+// container) gets none, whatever its image or spec selects, and so does
+// every container of a pod whose allocation fails the signature check
+// (Decision.Unverified says why). Decide returns nil only for containers
+// of ExemptNamespaces, and an error, which fails the container's creation
+// with a message on the pod, when the allocation is missing or does not
+// match this node or container, or when the pod shares a card and the
+// container's settings would take it out of the enforcer's hold
+// (checkOverrides).
 func Decide(cfg *Config, pod Pod, ctr Container) (*Decision, error) {
 	requested := false
 	for _, e := range ctr.Env {
@@ -122,9 +129,14 @@ func Decide(cfg *Config, pod Pod, ctr Container) (*Decision, error) {
 		}
 		return cfg.noCards(pod, ctr), nil
 	}
-	if cfg.AllocationKey != nil {
-		if err := device.Verify(cfg.AllocationKey, pod.UID, raw, pod.Annotations[device.SignatureAnnotation]); err != nil {
-			return nil, err
+	if cfg.AllocationKeys != nil {
+		if err := cfg.AllocationKeys.Verify(pod.UID, raw, pod.Annotations[device.SignatureAnnotation]); err != nil {
+			// Fail closed, in exempt namespaces too: the container
+			// starts with no card, and the pod is told why.
+			d := &Decision{Env: map[string]string{}, Unverified: err}
+			d.withhold(device.VendorNVIDIA, ctr)
+			d.withhold(device.VendorAscend, ctr)
+			return d, nil
 		}
 	}
 	alloc, err := device.DecodeAllocation(raw)

@@ -232,20 +232,49 @@ func TestDecideKeepsOnlyItsDeviceList(t *testing.T) {
 	}
 }
 
+// With keys set, an allocation no key of the set signed for this pod gives
+// its containers no card, in an exempt namespace too, and says why.
 func TestDecideRequiresTheSchedulersSignature(t *testing.T) {
-	key := []byte(strings.Repeat("s", 32))
-	signed := &Config{NodeName: "n1", AllocationKey: key}
-	ann := allocation(t, "n1", cardA)
-	if _, err := Decide(signed, Pod{UID: "uid-1", Annotations: ann}, Container{Name: "main"}); err == nil || !strings.Contains(err.Error(), "not signed") {
-		t.Fatalf("unsigned allocation: %v", err)
+	current, previous := []byte(strings.Repeat("s", 32)), []byte(strings.Repeat("p", 32))
+	signed := &Config{NodeName: "n1", AllocationKeys: device.NewKeySet(current, previous), ExemptNamespaces: []string{"gpu-operator"}}
+	withSig := func(uid string, key []byte) map[string]string {
+		ann := allocation(t, "n1", cardA)
+		if key != nil {
+			ann[device.SignatureAnnotation] = device.Sign(key, uid, ann[device.AllocationAnnotation])
+		}
+		return ann
 	}
-	ann[device.SignatureAnnotation] = device.Sign(key, "uid-1", ann[device.AllocationAnnotation])
-	if d, err := Decide(signed, Pod{UID: "uid-1", Annotations: ann}, Container{Name: "main", Spec: spec("main")}); err != nil || d.Env["NVIDIA_VISIBLE_DEVICES"] != "GPU-a" {
-		t.Fatalf("signed allocation: %+v, %v", d, err)
+	ctr := Container{Name: "main", Env: []string{RequestEnv + "=nvidia.com/gpu"}, Mounts: mounts("/var/run/nvidia-container-devices/GPU-a"), Spec: spec("main")}
+	for name, key := range map[string][]byte{"current key": current, "previous key": previous} {
+		d, err := Decide(signed, Pod{UID: "uid-1", Namespace: "ns", Annotations: withSig("uid-1", key)}, ctr)
+		if err != nil || d.Unverified != nil || d.Env["NVIDIA_VISIBLE_DEVICES"] != "GPU-a" {
+			t.Errorf("signed with the %s: %+v, %v", name, d, err)
+		}
 	}
-	// The same annotations copied onto another pod do not verify.
-	if _, err := Decide(signed, Pod{UID: "uid-2", Annotations: ann}, Container{Name: "main"}); err == nil || !strings.Contains(err.Error(), "does not match") {
-		t.Fatalf("copied allocation: %v", err)
+	noCards := map[string]string{"NVIDIA_VISIBLE_DEVICES": "void", "ASCEND_VISIBLE_DEVICES": "", "ASCEND_RT_VISIBLE_DEVICES": ""}
+	for name, tc := range map[string]struct {
+		pod  Pod
+		want string
+	}{
+		"unsigned":         {Pod{UID: "uid-1", Namespace: "ns", Annotations: withSig("uid-1", nil)}, "not signed"},
+		"copied":           {Pod{UID: "uid-2", Namespace: "ns", Annotations: withSig("uid-1", current)}, "does not match"},
+		"unknown key":      {Pod{UID: "uid-1", Namespace: "ns", Annotations: withSig("uid-1", []byte(strings.Repeat("u", 32)))}, "does not match"},
+		"exempt, unsigned": {Pod{UID: "uid-1", Namespace: "gpu-operator", Annotations: withSig("uid-1", nil)}, "not signed"},
+	} {
+		d, err := Decide(signed, tc.pod, ctr)
+		if err != nil || d == nil {
+			t.Errorf("%s: %+v, %v; want a decision with no card", name, d, err)
+			continue
+		}
+		if d.Unverified == nil || !strings.Contains(d.Unverified.Error(), tc.want) {
+			t.Errorf("%s: Unverified = %v, want it to contain %q", name, d.Unverified, tc.want)
+		}
+		if diff := cmp.Diff(noCards, d.Env); diff != "" {
+			t.Errorf("%s: env (-want,+got):\n%s", name, diff)
+		}
+		if len(d.Mounts) != 0 || len(d.Files) != 0 || !cmp.Equal(d.RemoveMounts, ctr.Mounts) {
+			t.Errorf("%s: mounts %v, files %v, removed %v; want nothing added and the pod's device list removed", name, d.Mounts, d.Files, d.RemoveMounts)
+		}
 	}
 }
 

@@ -13,7 +13,9 @@ import (
 	"github.com/containerd/nri/pkg/api"
 	"github.com/containerd/nri/pkg/stub"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/tools/events"
 	"k8s.io/klog/v2"
 
 	"github.com/mosaic-gpu/mosaic/pkg/device"
@@ -32,6 +34,9 @@ type Plugin struct {
 	// connection is lost. The node agent publishes this, not whether NRI
 	// is configured: a configured but unconnected NRI hands out nothing.
 	OnConnection func(connected bool)
+	// Events, when set before Run, records on a pod why its containers
+	// got no card (Decision.Unverified).
+	Events events.EventRecorder
 
 	// Pods, when set before Run, finds a pod in the node agent's view of
 	// the API server (its informer), nil when it has none. NRI does not
@@ -123,6 +128,10 @@ func (p *Plugin) CreateContainer(ctx context.Context, pod *api.PodSandbox, ctr *
 	}
 	if d == nil {
 		return nil, nil, nil
+	}
+	if d.Unverified != nil {
+		p.logger.Error(d.Unverified, "Container gets no device", "pod", klog.KRef(pod.GetNamespace(), pod.GetName()), "container", ctr.GetName())
+		ReportUnverified(p.Events, pod.GetNamespace(), pod.GetName(), types.UID(pod.GetUid()), ctr.GetName(), d.Unverified)
 	}
 	if err := d.WriteFiles(); err != nil {
 		return nil, nil, fmt.Errorf("mosaic: preparing container %s: %w", ctr.GetName(), err)

@@ -1,6 +1,9 @@
 package mosaic
 
 import (
+	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -84,6 +87,12 @@ func TestDecodeArgs(t *testing.T) {
 		{name: "bad numa", in: &runtime.Unknown{Raw: []byte(`{"numaPolicy":"strict"}`)}, wantErr: `numaPolicy: Unsupported value: "strict"`},
 		{name: "bad template", in: &runtime.Unknown{Raw: []byte(`{"ascendModels":[{"name":"X","memoryMiB":100,"aiCore":4,"templates":[{"name":"t","memoryMiB":200,"aiCore":1}]}]}`)}, wantErr: "templates[0].memoryMiB: 200 must be in 1..100"},
 		{name: "wrong type", in: &runtime.Unknown{Raw: []byte(`[]`)}, wantErr: "cannot unmarshal array"},
+		{name: "unsigned", in: &runtime.Unknown{Raw: []byte(`{"unsignedAllocations":true}`)}, want: func() *config.MosaicArgs {
+			a := *defaults
+			a.AllocationKeyFile, a.UnsignedAllocations = "", true
+			return &a
+		}()},
+		{name: "unsigned with a key", in: &runtime.Unknown{Raw: []byte(`{"unsignedAllocations":true,"allocationKeyFile":"/k"}`)}, wantErr: "unsignedAllocations: Invalid value: true: allocationKeyFile is set too"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -101,5 +110,30 @@ func TestDecodeArgs(t *testing.T) {
 				t.Errorf("args (-want,+got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// Signing is on by default: the scheduler does not start without its key
+// unless told to run unsigned.
+func TestNewNeedsTheSigningKey(t *testing.T) {
+	defaults := &config.MosaicArgs{}
+	config.SetDefaultsMosaicArgs(defaults)
+	if defaults.AllocationKeyFile != "/etc/mosaic/allocation-key/current" {
+		t.Errorf("default allocationKeyFile = %q", defaults.AllocationKeyFile)
+	}
+	dir := t.TempDir()
+	empty, short := filepath.Join(dir, "empty"), filepath.Join(dir, "short")
+	_ = os.WriteFile(empty, nil, 0o600)
+	_ = os.WriteFile(short, []byte("0123456789\n"), 0o600)
+	for file, want := range map[string]string{
+		filepath.Join(dir, "absent"): "no such file or directory",
+		empty:                        empty + ": 0 bytes, want at least 32",
+		short:                        short + ": 10 bytes, want at least 32",
+	} {
+		_, err := New(context.Background(), &config.MosaicArgs{AllocationKeyFile: file}, nil)
+		if err == nil || !strings.Contains(err.Error(), "pluginConfig.Mosaic.args.allocationKeyFile: ") || !strings.Contains(err.Error(), want) ||
+			!strings.Contains(err.Error(), "unsignedAllocations: true") {
+			t.Errorf("%s: error %v, want it to name the arg, %q and the way to run unsigned", file, err, want)
+		}
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/cache"
+	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 
 	"github.com/mosaic-gpu/mosaic/pkg/apis/config"
@@ -40,7 +41,7 @@ type Mosaic struct {
 	placeOpts placement.Options
 	cache     *usageCache
 	synced    []cache.InformerSynced
-	// key signs allocations; nil when allocationKeyFile is unset.
+	// key signs allocations; nil only with unsignedAllocations.
 	key []byte
 }
 
@@ -58,10 +59,15 @@ func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, err
 		parseOpts: args.ParseOptions(),
 		placeOpts: placement.Options{GPUPolicy: args.GPUPolicy, NUMA: placement.NUMAPolicy(args.NUMAPolicy)},
 	}
-	if args.AllocationKeyFile != "" {
+	// A missing key stops the start: it must not quietly turn signing
+	// off, since node agents then give signed pods no card.
+	if !args.UnsignedAllocations {
 		if p.key, err = device.LoadKey(args.AllocationKeyFile); err != nil {
-			return nil, fmt.Errorf("%s args allocationKeyFile: %w", Name, err)
+			return nil, fmt.Errorf("pluginConfig.%s.args.allocationKeyFile: %w (mount the mosaic-allocation-key Secret, see docs/security.md, or set unsignedAllocations: true)", Name, err)
 		}
+		klog.FromContext(ctx).Info("Signing allocations", "allocationKeyFile", args.AllocationKeyFile)
+	} else {
+		klog.FromContext(ctx).Info("Allocations are not signed (unsignedAllocations): node agents that check signatures give these pods no card")
 	}
 	shared, err := cacheFor(ctx, h.SharedInformerFactory(), h.ProfileName(), args.NodeDefaults())
 	if err != nil {
