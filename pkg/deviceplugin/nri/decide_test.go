@@ -94,7 +94,7 @@ func TestDecideNVIDIA(t *testing.T) {
 func TestDecideNVIDIAInBusOrder(t *testing.T) {
 	cardC := device.Share{UUID: "GPU-c", Index: 0, Vendor: device.VendorNVIDIA, MemoryMiB: 5000, Cores: 30}
 	// Allocation order c, b, a (card indexes 0, 5, 3); bus order a, b, c.
-	d, err := Decide(cfg, Pod{UID: "uid-1", Annotations: allocation(t, "n1", cardC, cardB, cardA)}, Container{Name: "main", Env: []string{RequestEnv + "=nvidia.com/gpu"}})
+	d, err := Decide(cfg, Pod{UID: "uid-1", Annotations: allocation(t, "n1", cardC, cardB, cardA)}, Container{Name: "main", Env: []string{RequestEnv + "=nvidia.com/gpu"}, Spec: spec("main")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -272,7 +272,7 @@ func TestDecideRequiresTheSchedulersSignature(t *testing.T) {
 		if diff := cmp.Diff(noCards, d.Env); diff != "" {
 			t.Errorf("%s: env (-want,+got):\n%s", name, diff)
 		}
-		if len(d.Mounts) != 0 || len(d.Files) != 0 || !cmp.Equal(d.RemoveMounts, ctr.Mounts) {
+		if len(d.Mounts) != 0 || len(d.Files) != 0 || !cmp.Equal(d.RemoveMounts, []string{"/var/run/nvidia-container-devices/GPU-a"}) {
 			t.Errorf("%s: mounts %v, files %v, removed %v; want nothing added and the pod's device list removed", name, d.Mounts, d.Files, d.RemoveMounts)
 		}
 	}
