@@ -330,16 +330,22 @@ func (d *Decision) nvidia(cfg *Config, podUID string, alloc *device.ContainerAll
 	d.Files[filepath.Join(dir, "limits.conf")] = limits
 	d.Files[filepath.Join(cfg.StateDir, "ld.so.preload")] = device.EnforcerPath + "\n"
 	d.Dirs = append(d.Dirs, filepath.Join(dir, "shared"))
+	// The enforcer's directory is read-only: the container can neither
+	// replace its limits nor leave files there for the enforcer to read.
+	// Only the accounting directory and the card regions, mounted on
+	// directories made for them inside it, are writable. Parents come
+	// before children, as the runtime mounts them in order.
+	d.Mounts = append(d.Mounts,
+		Mount{Host: dir, Container: device.RunDir, ReadOnly: true},
+		Mount{Host: filepath.Join(dir, "shared"), Container: device.SharedDir})
 	// Every container holding a share of a card takes turns on it in the
 	// card's region: one directory per card, shared by those containers.
 	for _, u := range uuids {
 		host := filepath.Join(CardRegionsDir(cfg.StateDir), u)
-		d.Dirs = append(d.Dirs, host)
+		d.Dirs = append(d.Dirs, host, filepath.Join(dir, "cards", u))
 		d.Mounts = append(d.Mounts, Mount{Host: host, Container: path.Join(device.CardRegionDir, u)})
 	}
 	d.Mounts = append(d.Mounts,
-		Mount{Host: filepath.Join(dir, "limits.conf"), Container: device.LimitsPath, ReadOnly: true},
-		Mount{Host: filepath.Join(dir, "shared"), Container: device.SharedDir},
 		Mount{Host: cfg.EnforcerLib, Container: device.EnforcerPath, ReadOnly: true},
 		// ld.so.preload rather than LD_PRELOAD: a container cannot unset it.
 		Mount{Host: filepath.Join(cfg.StateDir, "ld.so.preload"), Container: device.PreloadPath, ReadOnly: true},

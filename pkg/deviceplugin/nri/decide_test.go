@@ -65,11 +65,13 @@ func TestDecideNVIDIA(t *testing.T) {
 		// containers reads (docs/security.md).
 		{Host: "/dev/null", Container: "/var/run/nvidia-container-devices/GPU-a", ReadOnly: true},
 		{Host: "/dev/null", Container: "/var/run/nvidia-container-devices/GPU-b", ReadOnly: true},
-		// Each card's region, where the containers sharing it take turns.
+		// The enforcer's directory, read-only (limits.conf in it), then
+		// the writable directories inside it: the accounting directory and
+		// each card's region, where the containers sharing it take turns.
+		{Host: dir, Container: "/run/mosaic", ReadOnly: true},
+		{Host: dir + "/shared", Container: "/run/mosaic/shared"},
 		{Host: "/var/lib/mosaic/cards/GPU-a", Container: "/run/mosaic/cards/GPU-a"},
 		{Host: "/var/lib/mosaic/cards/GPU-b", Container: "/run/mosaic/cards/GPU-b"},
-		{Host: dir + "/limits.conf", Container: "/run/mosaic/limits.conf", ReadOnly: true},
-		{Host: dir + "/shared", Container: "/run/mosaic/shared"},
 		{Host: "/opt/mosaic/libmosaic-enforcer.so", Container: device.EnforcerPath, ReadOnly: true},
 		{Host: "/var/lib/mosaic/ld.so.preload", Container: "/etc/ld.so.preload", ReadOnly: true},
 	}
@@ -313,7 +315,8 @@ func TestDecideRefusesOverrides(t *testing.T) {
 		// after an Allocate made while NRI was down already has.
 		{name: "restarted with its own mounts", ann: shared, ctr: Container{Name: "main", Spec: spec("main"), Mounts: []Mount{
 			{Host: "/dev/null", Container: "/var/run/nvidia-container-devices/GPU-a", ReadOnly: true},
-			{Host: dir + "/limits.conf", Container: "/run/mosaic/limits.conf", ReadOnly: true},
+			{Host: dir, Container: "/run/mosaic", ReadOnly: true},
+			{Host: dir + "/shared", Container: "/run/mosaic/shared"},
 			{Host: "/var/lib/mosaic/ld.so.preload", Container: "/etc/ld.so.preload", ReadOnly: true},
 			{Host: "/host/x", Container: "/var/run/nvidia-container-devices/all"},
 		}}},
