@@ -5,12 +5,8 @@
 package integration
 
 import (
-	"flag"
-	"fmt"
 	"os"
 	"testing"
-
-	"k8s.io/klog/v2"
 
 	"github.com/mosaic-gpu/mosaic/pkg/cluster"
 )
@@ -20,18 +16,7 @@ import (
 var cp *cluster.ControlPlane
 
 func TestMain(m *testing.M) {
-	// MOSAIC_TEST_V=4 shows the scheduler's and API server's logs.
-	if v := os.Getenv("MOSAIC_TEST_V"); v != "" {
-		var fs flag.FlagSet
-		klog.InitFlags(&fs)
-		_ = fs.Set("v", v)
-	}
-	var err error
-	cp, err = cluster.Start()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "starting control plane:", err)
-		os.Exit(1)
-	}
+	cp = cluster.StartForTests()
 	code := m.Run()
 	cp.Stop()
 	os.Exit(code)

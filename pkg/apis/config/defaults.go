@@ -31,16 +31,8 @@ func SetDefaultsMosaicArgs(args *MosaicArgs) {
 	}
 	// The sharing args default to the node agent's own defaults, so that
 	// a node whose inventory does not say is shared as its agent shares it.
-	d := device.DefaultNodeConfig()
-	if args.DeviceSplitCount == 0 {
-		args.DeviceSplitCount = d.SplitCount
-	}
-	if args.DeviceMemoryScaling == 0 {
-		args.DeviceMemoryScaling = d.MemoryScaling
-	}
-	if args.DeviceCoreScaling == 0 {
-		args.DeviceCoreScaling = d.CoreScaling
-	}
+	d := args.NodeDefaults().Merge(device.DefaultNodeConfig())
+	args.DeviceSplitCount, args.DeviceMemoryScaling, args.DeviceCoreScaling = d.SplitCount, d.MemoryScaling, d.CoreScaling
 	if args.AllocationKeyFile == "" && !args.UnsignedAllocations {
 		args.AllocationKeyFile = DefaultAllocationKeyFile
 	}
