@@ -23,6 +23,7 @@ const (
 	shmOffMagic  = 0
 	shmOffVer    = 8
 	shmOffNSlots = 12
+	shmOffTenant = 16
 	shmOffLive   = 40
 	shmOffSlots  = 1216
 	shmSlotSize  = 192
@@ -32,31 +33,39 @@ const (
 	slotOffUsed = 16
 )
 
-// ReadAccounting sums, per card ordinal, the bytes the live processes of
-// one container hold, from its accounting file. A missing file (an error
-// matching fs.ErrNotExist) means the container has not allocated yet.
+// Accounting is what a container's accounting file says.
+type Accounting struct {
+	// Used is, per card ordinal, the bytes the container's live processes
+	// hold.
+	Used []uint64
+	// TenantKey is the container's identity in its cards' regions
+	// (CardTenant.Key); 0 until a process of it joined one.
+	TenantKey uint64
+}
+
+// ReadAccounting reads one container's accounting file. A missing file (an
+// error matching fs.ErrNotExist) means the container has not allocated yet.
 //
 // The container can write the directory the file is in, so the file may be
 // a symlink, a FIFO, a device node, a huge or a truncated file: anything
 // but a regular file is refused without opening what it names, and at most
 // AccountingSize bytes are read.
-func ReadAccounting(path string) ([]uint64, error) {
+func ReadAccounting(path string) (*Accounting, error) {
 	b, err := readTenantFile(path, AccountingSize)
 	if err != nil {
 		return nil, err
 	}
-	used, err := ParseAccounting(b)
+	a, err := ParseAccounting(b)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return used, nil
+	return a, nil
 }
 
-// ParseAccounting sums, per card ordinal, the bytes the live processes of
-// one container hold, from the first AccountingSize bytes of its
-// accounting file. The container can write the file: any content is
-// either read as some usage or refused, never a panic.
-func ParseAccounting(b []byte) ([]uint64, error) {
+// ParseAccounting decodes the first AccountingSize bytes of a container's
+// accounting file. The container can write the file: any content is either
+// read as some usage or refused, never a panic.
+func ParseAccounting(b []byte) (*Accounting, error) {
 	if len(b) < AccountingSize {
 		return nil, fmt.Errorf("%d bytes, want %d", len(b), AccountingSize)
 	}
@@ -77,5 +86,23 @@ func ParseAccounting(b []byte) ([]uint64, error) {
 			used[c] += le.Uint64(slot[slotOffUsed+8*c:])
 		}
 	}
-	return used, nil
+	return &Accounting{Used: used, TenantKey: le.Uint64(b[shmOffTenant:])}, nil
+}
+
+// EncodeAccounting writes a as an accounting file, one live process holding
+// all of it: what the enforcer would write, for the node agent's tests and
+// the simulator. At most shmMaxCards cards.
+func EncodeAccounting(a *Accounting) []byte {
+	b := make([]byte, AccountingSize)
+	le := binary.LittleEndian
+	le.PutUint64(b[shmOffMagic:], shmMagic)
+	le.PutUint32(b[shmOffVer:], shmVersion)
+	le.PutUint32(b[shmOffNSlots:], shmSlots)
+	le.PutUint64(b[shmOffTenant:], a.TenantKey)
+	le.PutUint64(b[shmOffLive:], 1)
+	le.PutUint32(b[shmOffSlots+slotOffPID:], 1)
+	for c, u := range a.Used[:min(len(a.Used), shmMaxCards)] {
+		le.PutUint64(b[shmOffSlots+slotOffUsed+8*c:], u)
+	}
+	return b
 }

@@ -38,8 +38,12 @@ func readWithin(t *testing.T, path string) ([]uint64, error) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		used, err := ReadAccounting(path)
-		done <- result{used, err}
+		a, err := ReadAccounting(path)
+		if err != nil {
+			done <- result{nil, err}
+			return
+		}
+		done <- result{a.Used, nil}
 	}()
 	select {
 	case r := <-done:

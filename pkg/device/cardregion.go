@@ -64,6 +64,20 @@ type CardRegion struct {
 	Tenants  []CardTenant
 }
 
+// Tenant is the entry of the container with this key; nil when r is nil,
+// the key is 0 (the container never joined a region) or not there.
+func (r *CardRegion) Tenant(key uint64) *CardTenant {
+	if r == nil || key == 0 {
+		return nil
+	}
+	for i := range r.Tenants {
+		if r.Tenants[i].Key == key {
+			return &r.Tenants[i]
+		}
+	}
+	return nil
+}
+
 // ReadCardRegion reads a region file as safely as an accounting file:
 // tenants can write it.
 func ReadCardRegion(file string) (*CardRegion, error) {
@@ -109,4 +123,27 @@ func ParseCardRegion(b []byte) (*CardRegion, error) {
 		})
 	}
 	return r, nil
+}
+
+// EncodeCardRegion writes r as a card region: what the enforcers would
+// write, for the node agent's tests and the simulator. At most regTenants
+// tenants.
+func EncodeCardRegion(r *CardRegion) []byte {
+	b := make([]byte, CardRegionSize)
+	le := binary.LittleEndian
+	le.PutUint64(b[regOffMagic:], regMagic)
+	le.PutUint32(b[regOffVersion:], regVersion)
+	le.PutUint64(b[regOffSwitches:], r.Switches)
+	for i, tn := range r.Tenants[:min(len(r.Tenants), regTenants)] {
+		t := b[regOffTenants+i*regTenantSize:]
+		le.PutUint64(t[tenOffKey:], tn.Key)
+		le.PutUint32(t[tenOffShare:], uint32(tn.Share))
+		if tn.Force {
+			le.PutUint32(t[tenOffForce:], 1)
+		}
+		le.PutUint64(t[tenOffBusy:], tn.BusyNs)
+		le.PutUint64(t[tenOffWant:], tn.WantNs)
+		le.PutUint64(t[tenOffLeases:], tn.Leases)
+	}
+	return b
 }

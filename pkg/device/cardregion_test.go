@@ -1,6 +1,7 @@
 package device
 
 import (
+	"github.com/google/go-cmp/cmp"
 	"testing"
 )
 
@@ -61,5 +62,30 @@ func TestParseCardRegionRejects(t *testing.T) {
 	copy(b, []byte("junkjunkjunk"))
 	if _, err := ParseCardRegion(b); err == nil {
 		t.Error("a region of unknown layout was accepted")
+	}
+}
+
+// What EncodeCardRegion and EncodeAccounting write reads back as written
+// (the layout tests check the decoders against the C headers).
+func TestEncodeRoundTrip(t *testing.T) {
+	r := &CardRegion{Switches: 9, Tenants: []CardTenant{
+		{Key: 7, Share: 30, Force: true, BusyNs: 1500, WantNs: 2, Leases: 3},
+		{Key: 8, Share: 0, BusyNs: 40},
+	}}
+	got, err := ParseCardRegion(EncodeCardRegion(r))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(r, got); diff != "" {
+		t.Errorf("card region (-want,+got):\n%s", diff)
+	}
+	a := &Accounting{Used: make([]uint64, shmMaxCards), TenantKey: 7}
+	a.Used[0], a.Used[3] = 1<<30, 5
+	gotA, err := ParseAccounting(EncodeAccounting(a))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(a, gotA); diff != "" {
+		t.Errorf("accounting (-want,+got):\n%s", diff)
 	}
 }

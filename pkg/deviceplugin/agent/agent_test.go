@@ -106,3 +106,54 @@ mosaic_container_allocated_memory_mib{container="a",namespace="ns",node="n1",pod
 		t.Fatal("a scrape did not return with a FIFO in a container's shared directory")
 	}
 }
+
+// What the enforcers wrote (a container's accounting file, the card's
+// region) becomes the container's memory in use and GPU time, and the
+// card's lease hand-overs; a container that never joined the region has no
+// GPU time, and another container's entry is not its own.
+func TestCollectorReadsTheEnforcersFiles(t *testing.T) {
+	raw, err := device.EncodeAllocation(&device.Allocation{Node: "n1", Containers: []device.ContainerAllocation{
+		{Name: "a", Devices: []device.Share{{UUID: "GPU-0", Vendor: device.VendorNVIDIA, MemoryMiB: 300, Cores: 20}}},
+		{Name: "b", Devices: []device.Share{{UUID: "GPU-0", Vendor: device.VendorNVIDIA, MemoryMiB: 200, Cores: 10}}},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	state := t.TempDir()
+	pod := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p", Namespace: "ns", UID: "uid-1", Annotations: map[string]string{device.AllocationAnnotation: raw}}, Spec: v1.PodSpec{NodeName: "n1"}}
+	write := func(path string, b []byte) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	acct := func(ctr string) string {
+		return filepath.Join(nri.ContainerStateDir(state, "uid-1"), ctr, "shared", device.AccountingFile)
+	}
+	write(acct("a"), device.EncodeAccounting(&device.Accounting{Used: []uint64{123 << 20}, TenantKey: 41}))
+	write(acct("b"), device.EncodeAccounting(&device.Accounting{Used: []uint64{7 << 20}})) // never limited: no key
+	write(device.CardRegionPath(nri.CardRegionsDir(state), "GPU-0"), device.EncodeCardRegion(&device.CardRegion{
+		Switches: 12,
+		Tenants:  []device.CardTenant{{Key: 99, Share: 50, BusyNs: 9e9}, {Key: 41, Share: 20, BusyNs: 2_500_000_000}},
+	}))
+	c := NewCollector("n1", state, func() []*v1.Pod { return []*v1.Pod{pod} })
+	c.SetCards([]device.Device{{UUID: "GPU-0", Index: 0, Model: "H200", MemoryMiB: 1000, Healthy: true, PCIBus: "0000:19:00.0"}}, device.NodeConfig{SplitCount: 4})
+	want := `
+# HELP mosaic_card_lease_switches_total Hand-overs of the card's time lease between processes of the containers sharing it.
+# TYPE mosaic_card_lease_switches_total counter
+mosaic_card_lease_switches_total{index="0",model="H200",node="n1",uuid="GPU-0"} 12
+# HELP mosaic_container_gpu_seconds_total GPU time the enforcer charged to the container on the card (its compute share's use), seconds.
+# TYPE mosaic_container_gpu_seconds_total counter
+mosaic_container_gpu_seconds_total{container="a",namespace="ns",node="n1",pod="p",uuid="GPU-0"} 2.5
+# HELP mosaic_container_used_memory_bytes Card memory the container's processes hold, as the enforcer accounts it.
+# TYPE mosaic_container_used_memory_bytes gauge
+mosaic_container_used_memory_bytes{container="a",namespace="ns",node="n1",pod="p",uuid="GPU-0"} 1.28974848e+08
+mosaic_container_used_memory_bytes{container="b",namespace="ns",node="n1",pod="p",uuid="GPU-0"} 7.340032e+06
+`
+	if err := testutil.CollectAndCompare(c, strings.NewReader(want), "mosaic_card_lease_switches_total", "mosaic_container_gpu_seconds_total", "mosaic_container_used_memory_bytes"); err != nil {
+		t.Error(err)
+	}
+}

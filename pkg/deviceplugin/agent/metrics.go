@@ -50,11 +50,13 @@ var (
 	ctrLabels    = []string{"node", "namespace", "pod", "container", "uuid"}
 	descPodShare = prometheus.NewDesc("mosaic_container_allocated_memory_mib", "Card memory allocated to one container, MiB.", ctrLabels, nil)
 	descPodUsed  = prometheus.NewDesc("mosaic_container_used_memory_bytes", "Card memory the container's processes hold, as the enforcer accounts it.", ctrLabels, nil)
+	descPodTime  = prometheus.NewDesc("mosaic_container_gpu_seconds_total", "GPU time the enforcer charged to the container on the card (its compute share's use), seconds.", ctrLabels, nil)
+	descSwitches = prometheus.NewDesc("mosaic_card_lease_switches_total", "Hand-overs of the card's time lease between processes of the containers sharing it.", cardLabels, nil)
 )
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descMemory, descSlots, descHealthy, descAllocMem, descAllocCor, descAllocSl, descPodShare, descPodUsed} {
+	for _, d := range []*prometheus.Desc{descMemory, descSlots, descHealthy, descAllocMem, descAllocCor, descAllocSl, descPodShare, descPodUsed, descPodTime, descSwitches} {
 		ch <- d
 	}
 }
@@ -66,6 +68,17 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Unlock()
 	buses := device.BusesOf(cards)
 	used := map[string]device.Usage{}
+	// The card regions, read once a scrape; a card no process limited
+	// yet has none. A region is tenant-written: an unreadable one only
+	// leaves its card's compute metrics out.
+	regions := map[string]*device.CardRegion{}
+	if c.stateDir != "" {
+		for _, d := range cards {
+			if r, err := device.ReadCardRegion(device.CardRegionPath(nri.CardRegionsDir(c.stateDir), d.UUID)); err == nil {
+				regions[d.UUID] = r
+			}
+		}
+	}
 	for _, p := range c.pods() {
 		node, fp, ok, err := device.PodFootprint(p)
 		if err != nil || !ok || node != c.node {
@@ -82,7 +95,10 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			if c.stateDir == "" {
 				continue
 			}
-			measured, _ := device.ReadAccounting(filepath.Join(nri.ContainerStateDir(c.stateDir, string(p.UID)), ctr.Name, "shared", device.AccountingFile))
+			acct, err := device.ReadAccounting(filepath.Join(nri.ContainerStateDir(c.stateDir, string(p.UID)), ctr.Name, "shared", device.AccountingFile))
+			if err != nil {
+				continue
+			}
 			// The accounting is per CUDA ordinal: the container's
 			// cards in bus order, as the NRI decision handed them out.
 			ordered, err := device.InBusOrder(ctr.Devices, buses.PCIBus)
@@ -90,8 +106,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 				continue
 			}
 			for i, s := range ordered {
-				if i < len(measured) {
-					ch <- prometheus.MustNewConstMetric(descPodUsed, prometheus.GaugeValue, float64(measured[i]), c.node, p.Namespace, p.Name, ctr.Name, s.UUID)
+				if i < len(acct.Used) {
+					ch <- prometheus.MustNewConstMetric(descPodUsed, prometheus.GaugeValue, float64(acct.Used[i]), c.node, p.Namespace, p.Name, ctr.Name, s.UUID)
+				}
+				if t := regions[s.UUID].Tenant(acct.TenantKey); t != nil {
+					ch <- prometheus.MustNewConstMetric(descPodTime, prometheus.CounterValue, float64(t.BusyNs)/1e9, c.node, p.Namespace, p.Name, ctr.Name, s.UUID)
 				}
 			}
 		}
@@ -110,5 +129,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descAllocMem, prometheus.GaugeValue, float64(u.MemoryMiB), lv...)
 		ch <- prometheus.MustNewConstMetric(descAllocCor, prometheus.GaugeValue, float64(u.Cores), lv...)
 		ch <- prometheus.MustNewConstMetric(descAllocSl, prometheus.GaugeValue, float64(u.Slots), lv...)
+		if r := regions[d.UUID]; r != nil {
+			ch <- prometheus.MustNewConstMetric(descSwitches, prometheus.CounterValue, float64(r.Switches), lv...)
+		}
 	}
 }
