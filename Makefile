@@ -11,7 +11,7 @@ TEST_TIMEOUT ?= 40m
 
 all: build
 
-build: $(BIN)/mosaic-scheduler $(BIN)/mosaic-device-plugin $(BIN)/mosaic-webhook $(BIN)/mosaic-dashboard $(BIN)/mosaic-inventory $(BIN)/mosaic-sim native
+build: $(BIN)/mosaic-scheduler $(BIN)/mosaic-device-plugin $(BIN)/mosaic-webhook $(BIN)/mosaic-dashboard $(BIN)/mosaic-inventory $(BIN)/mosaic-sim $(BIN)/kubectl-mosaic native
 
 $(BIN)/mosaic-scheduler: FORCE
 	$(GO) build -o $@ ./cmd/scheduler
@@ -30,6 +30,9 @@ $(BIN)/mosaic-inventory: FORCE
 
 $(BIN)/mosaic-sim: FORCE
 	$(GO) build -o $@ ./cmd/sim
+
+$(BIN)/kubectl-mosaic: FORCE
+	$(GO) build -o $@ ./cmd/kubectl-mosaic
 
 .PHONY: native
 native:

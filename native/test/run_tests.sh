@@ -193,25 +193,30 @@ share "policy disable" 80 101 CUDA_DEVICE_SM_LIMIT=25 GPU_CORE_UTILIZATION_POLIC
 
 # A loop that waits for its kernels and then works on the host (a training
 # step) keeps its share and a stable step time: neither the wait, the host
-# work nor a throttle sleep is charged as GPU time. (Charging them ran away:
-# each step several times longer than the last. p99/median under 2 allows
-# for a loaded host's sleeps; the card's own bound is in test/gpu.)
+# work nor a throttle sleep is charged as GPU time. Charging them ran away:
+# each step several times longer than the last, which the median step of
+# the run's last quarter over its first catches whatever the host's load
+# (at most 1.3). p99/median bounds the spread loosely: a loaded host's
+# oversleeping alone took it to 1.9 here; the card's own bound (1.5) is
+# test/gpu's.
 steps() { # name, share lo hi, most p99/median, env and test_enforcer steps arguments...
-	local name=$1 lo=$2 hi=$3 most=$4 out s ratio
+	local name=$1 lo=$2 hi=$3 most=$4 out s ratio growth
 	shift 4
 	new_scope "steps$RANDOM"
-	if out=$(run "$@" 2>"$T/err") && read -r s ratio <<<"$out" && within "$s" "$lo" "$hi" && within "$ratio" 0 "$most"; then
-		pass "$name: $s %, p99/median step $ratio"
+	if out=$(run "$@" 2>"$T/err") && read -r s ratio growth <<<"$out" && within "$s" "$lo" "$hi" &&
+		within "$ratio" 0 "$most" && within "$growth" 0.7 1.3; then
+		pass "$name: $s %, p99/median step $ratio, last/first quarter $growth"
 	else
-		fail "$name: '$out' (share, p99/median)"; cat "$T/err"
+		fail "$name: '$out' (share, p99/median, last/first quarter)"; cat "$T/err"
 	fi
 }
-steps "force 50, steps with waits and host gaps" 43 53 2 CUDA_DEVICE_SM_LIMIT=50 $F "$B/test_enforcer" steps 4 8 500 1000
+steps "force 50, steps with waits and host gaps" 43 53 3 CUDA_DEVICE_SM_LIMIT=50 $F "$B/test_enforcer" steps 4 8 500 1000
 
 # One 25 ms kernel a step at force 50: every step waits for its own
 # budget, so steps are even (deciding on charges not yet read let every
-# other step through free: p99/median was 3.9).
-steps "force 50, one 25 ms kernel a step" 40 53 1.6 CUDA_DEVICE_SM_LIMIT=50 $F "$B/test_enforcer" steps 4 1 25000 0
+# other step through free: p99/median was 3.9, where a loaded host gives
+# 1.6 at most).
+steps "force 50, one 25 ms kernel a step" 40 53 2.5 CUDA_DEVICE_SM_LIMIT=50 $F "$B/test_enforcer" steps 4 1 25000 0
 
 # A host-bound loop (100 us kernels, each followed by 200 us of host work)
 # keeps the card about half busy. A force 75 limit must not slow it: the

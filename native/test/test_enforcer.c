@@ -606,10 +606,20 @@ static void t_steps(double seconds, int k, unsigned us, unsigned gap)
 	CHECK(n > 10, "only %zu steps", n);
 	if (n <= 10)
 		return;
+	/* Growth: the median step of the last quarter over that of the first.
+	 * A loop charged for its waits runs away (each step longer than the
+	 * last); a loaded host slows all quarters alike. */
+	size_t q = n / 4;
+	static uint64_t first[1 << 14], last[1 << 14];
+	memcpy(first, steps, q * sizeof steps[0]);
+	memcpy(last, steps + n - q, q * sizeof steps[0]);
+	qsort(first, q, sizeof first[0], cmp_u64);
+	qsort(last, q, sizeof last[0], cmp_u64);
+	double growth = (double)last[q / 2] / (double)first[q / 2];
 	qsort(steps, n, sizeof steps[0], cmp_u64);
 	double med = (double)steps[n / 2], p99 = (double)steps[n * 99 / 100];
-	printf("%.1f %.2f\n", share_of(tw, t1), p99 / med);
-	fprintf(stderr, "%zu steps, median %.2f ms, p99 %.2f ms\n", n, med / 1e6, p99 / 1e6);
+	printf("%.1f %.2f %.2f\n", share_of(tw, t1), p99 / med, growth);
+	fprintf(stderr, "%zu steps, median %.2f ms, p99 %.2f ms, last/first quarter median %.2f\n", n, med / 1e6, p99 / 1e6, growth);
 }
 
 /* A host-bound loop: one kernel of us microseconds, then gap microseconds
