@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"time"
@@ -64,11 +65,18 @@ func run() error {
 	}
 	opts := sim.Options{Settle: *settle, Serve: *serve}
 	if *serve != "" {
+		// Listening before the run: a taken or malformed address fails
+		// at once, and the printed address is the one listened on.
+		l, err := net.Listen("tcp", *serve)
+		if err != nil {
+			return fmt.Errorf("--serve %s: %w", *serve, err)
+		}
+		opts.Listener = l
 		opts.Print = func(rep *sim.Report) error {
 			if err := write(rep); err != nil {
 				return err
 			}
-			fmt.Fprintf(os.Stderr, "dashboard: http://localhost%s/ (Ctrl-C to stop)\n", *serve)
+			fmt.Fprintf(os.Stderr, "dashboard: %s (Ctrl-C to stop)\n", dashboardURL(l.Addr()))
 			return nil
 		}
 	}
@@ -84,4 +92,18 @@ func run() error {
 		return err
 	}
 	return write(rep)
+}
+
+// dashboardURL is where a browser on this machine reaches the dashboard
+// listening on addr: an unspecified host (":18080", "0.0.0.0") is
+// localhost.
+func dashboardURL(addr net.Addr) string {
+	host, port, err := net.SplitHostPort(addr.String())
+	if err != nil {
+		return "http://" + addr.String() + "/"
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "localhost"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/"
 }
