@@ -121,7 +121,7 @@ func run() error {
 		return err
 	}
 	if f.metricsAddr != "" {
-		if err := serveMetrics(ctx, f, a); err != nil {
+		if err := serveMetrics(ctx, f, a, backend); err != nil {
 			return err
 		}
 	}
@@ -196,9 +196,13 @@ func (n noDevices) Devices(context.Context) ([]device.Device, error) {
 }
 
 // serveMetrics exposes per-card capacity and allocation, computed from the
-// pods bound to this node.
-func serveMetrics(ctx context.Context, f *flags, a *agent.Agent) error {
+// pods bound to this node, and the cards' live use where the backend reads
+// it.
+func serveMetrics(ctx context.Context, f *flags, a *agent.Agent, backend discovery.Backend) error {
 	collector := agent.NewCollector(f.nodeName, f.stateDir, a.Pods)
+	if src, ok := backend.(discovery.TelemetrySource); ok {
+		collector.SetTelemetry(src)
+	}
 	a.OnPublish(collector.SetCards)
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collector)

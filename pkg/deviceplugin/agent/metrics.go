@@ -1,14 +1,19 @@
 package agent
 
 import (
+	"context"
+	"math"
 	"path/filepath"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	v1 "k8s.io/api/core/v1"
+	"k8s.io/klog/v2"
 
 	"github.com/mosaic-gpu/mosaic/pkg/device"
+	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/discovery"
 	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/nri"
 )
 
@@ -21,15 +26,23 @@ type Collector struct {
 	// directory; empty leaves out the measured usage.
 	stateDir string
 
-	mu    sync.Mutex
-	cards []device.Device
-	cfg   device.NodeConfig
+	mu        sync.Mutex
+	cards     []device.Device
+	cfg       device.NodeConfig
+	telemetry discovery.TelemetrySource
 }
 
 // NewCollector reads pods through list (a lister over this node's pods)
 // and the enforcer's accounting files under stateDir.
 func NewCollector(node, stateDir string, list func() []*v1.Pod) *Collector {
 	return &Collector{node: node, pods: list, stateDir: stateDir}
+}
+
+// SetTelemetry makes every scrape read the cards' live use from src.
+func (c *Collector) SetTelemetry(src discovery.TelemetrySource) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.telemetry = src
 }
 
 // SetCards records the cards and config last published.
@@ -52,11 +65,20 @@ var (
 	descPodUsed  = prometheus.NewDesc("mosaic_container_used_memory_bytes", "Card memory the container's processes hold, as the enforcer accounts it.", ctrLabels, nil)
 	descPodTime  = prometheus.NewDesc("mosaic_container_gpu_seconds_total", "GPU time the enforcer charged to the container on the card (its compute share's use), seconds.", ctrLabels, nil)
 	descSwitches = prometheus.NewDesc("mosaic_card_lease_switches_total", "Hand-overs of the card's time lease between processes of the containers sharing it.", cardLabels, nil)
+	descUtil     = prometheus.NewDesc("mosaic_card_utilization_ratio", "Fraction of the driver's last sample period during which a kernel ran on the card (NVML).", cardLabels, nil)
+	descMemUtil  = prometheus.NewDesc("mosaic_card_memory_utilization_ratio", "Fraction of the driver's last sample period during which the card's memory was read or written (NVML).", cardLabels, nil)
+	descMemUsed  = prometheus.NewDesc("mosaic_card_memory_used_bytes", "Card memory in use by every process, as the driver reports it.", cardLabels, nil)
+	descPower    = prometheus.NewDesc("mosaic_card_power_watts", "Card power draw.", cardLabels, nil)
+	descTemp     = prometheus.NewDesc("mosaic_card_temperature_celsius", "GPU die temperature.", cardLabels, nil)
 )
+
+// telemetryTimeout bounds one scrape's driver queries.
+const telemetryTimeout = 5 * time.Second
 
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descMemory, descSlots, descHealthy, descAllocMem, descAllocCor, descAllocSl, descPodShare, descPodUsed, descPodTime, descSwitches} {
+	for _, d := range []*prometheus.Desc{descMemory, descSlots, descHealthy, descAllocMem, descAllocCor, descAllocSl, descPodShare, descPodUsed, descPodTime, descSwitches,
+		descUtil, descMemUtil, descMemUsed, descPower, descTemp} {
 		ch <- d
 	}
 }
@@ -64,8 +86,20 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 // Collect implements prometheus.Collector.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.Lock()
-	cards, cfg := c.cards, c.cfg.Merge(device.DefaultNodeConfig())
+	cards, cfg, src := c.cards, c.cfg.Merge(device.DefaultNodeConfig()), c.telemetry
 	c.mu.Unlock()
+	live := map[string]discovery.Telemetry{}
+	if src != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), telemetryTimeout)
+		ts, err := src.Telemetry(ctx)
+		cancel()
+		if err != nil {
+			klog.ErrorS(err, "Reading the cards' telemetry")
+		}
+		for _, t := range ts {
+			live[t.UUID] = t
+		}
+	}
 	buses := device.BusesOf(cards)
 	used := map[string]device.Usage{}
 	// The card regions, read once a scrape; a card no process limited
@@ -131,6 +165,16 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descAllocSl, prometheus.GaugeValue, float64(u.Slots), lv...)
 		if r := regions[d.UUID]; r != nil {
 			ch <- prometheus.MustNewConstMetric(descSwitches, prometheus.CounterValue, float64(r.Switches), lv...)
+		}
+		if t, ok := live[d.UUID]; ok {
+			for _, m := range []struct {
+				d *prometheus.Desc
+				v float64
+			}{{descUtil, t.Utilization}, {descMemUtil, t.MemoryUtilization}, {descMemUsed, t.MemoryUsedBytes}, {descPower, t.PowerWatts}, {descTemp, t.TemperatureCelsius}} {
+				if !math.IsNaN(m.v) {
+					ch <- prometheus.MustNewConstMetric(m.d, prometheus.GaugeValue, m.v, lv...)
+				}
+			}
 		}
 	}
 }
