@@ -87,7 +87,10 @@ check "prepared container without its limits file fails closed" \
 	rooted MOSAIC_LIMITS_FILE="$GOLDEN/limits-valid.conf" "$B/test_enforcer" failclosed
 cp "$GOLDEN/limits-valid.conf" "$RUN/limits.conf"
 mkdir -p "$T/elsewhere.1" "$T/elsewhere.2"
-rooted MOSAIC_SHARED_DIR="$T/elsewhere.1" "$B/test_enforcer" hold $((3 << 30)) >"$T/prep.1" 2>&1 &
+# Started as spawn starts its processes, so that $! is test_enforcer itself
+# (env execs it) and the kill below cannot leave it running.
+env -i PATH="$PATH" LD_LIBRARY_PATH="$B/stub" LD_PRELOAD="$B/rooted/libmosaic-enforcer.so" MOSAIC_ENFORCER_LOG=quiet \
+	MOSAIC_SHARED_DIR="$T/elsewhere.1" "$B/test_enforcer" hold $((3 << 30)) >"$T/prep.1" 2>&1 &
 prep=$!
 for _ in $(seq 1200); do [ -s "$T/prep.1" ] && break; sleep 0.05; done
 second=$(rooted MOSAIC_SHARED_DIR="$T/elsewhere.2" timeout 60 "$B/test_enforcer" hold $((3 << 30)) 2>&1 | head -n1)
