@@ -33,7 +33,7 @@ func testAlloc(node, uuid string, mem int64) *device.Allocation {
 	return &device.Allocation{Version: 1, Node: node, Containers: []device.ContainerAllocation{{Name: "c", Devices: []device.Share{{UUID: uuid, Vendor: device.VendorNVIDIA, MemoryMiB: mem, Cores: 10}}}}}
 }
 
-func boundPod(t *testing.T, uid, node string, a *device.Allocation) *v1.Pod {
+func boundPod(t testing.TB, uid, node string, a *device.Allocation) *v1.Pod {
 	raw, err := device.EncodeAllocation(a)
 	if err != nil {
 		t.Fatal(err)
