@@ -2,7 +2,6 @@ package mosaic
 
 import (
 	"context"
-	"sync"
 
 	v1 "k8s.io/api/core/v1"
 	fwk "k8s.io/kube-scheduler/framework"
@@ -27,10 +26,9 @@ func (p *Mosaic) PreFilter(ctx context.Context, state fwk.CycleState, pod *v1.Po
 		return nil, s
 	}
 	state.Write(stateKey, &cycleState{
-		req:        req,
-		added:      map[string]map[string]device.Usage{},
-		removed:    map[string]map[string]device.Usage{},
-		placements: &sync.Map{},
+		req:     req,
+		added:   map[string]map[string]device.Usage{},
+		removed: map[string]map[string]device.Usage{},
 	})
 	return nil, nil
 }
