@@ -35,7 +35,9 @@ import (
 //	MOSAIC_BENCH_SIZE=1000x5000   nodes x pods (default 100x1000)
 //	MOSAIC_BENCH_ROUNDS=3         run every workload this many times, the
 //	                              workloads alternating, each round
-//	                              starting one workload later
+//	                              starting one workload later (repeated
+//	                              names get #01, #02: end a -bench
+//	                              pattern without $)
 //	MOSAIC_BENCH_CPUPROFILE=dir   write a CPU profile of each run's
 //	                              scheduling window to dir (instead of
 //	                              go test -cpuprofile, which would also
@@ -151,31 +153,12 @@ func benchOnce(b *testing.B, cfg []byte, w benchWorkload, nodes, pods, round int
 	if err != nil || len(l.Items) != pods {
 		b.Fatalf("listing the created pods: %d of %d, %v", len(l.Items), pods, err)
 	}
-	wi, err := e.cs.CoreV1().Pods(e.ns).Watch(e.ctx, metav1.ListOptions{ResourceVersion: l.ResourceVersion})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer wi.Stop()
 	batchedBefore := batchCounters(b)
 	stopProfile := startBenchProfile(b, fmt.Sprintf("%s-%d", strings.ReplaceAll(b.Name(), "/", "_"), round))
 	b.ResetTimer()
 	start := time.Now()
 	pprof.Do(e.ctx, pprof.Labels("component", "scheduler"), func(context.Context) { e.startScheduler() })
-	bound := map[string]bool{}
-	timeout := time.After(5 * time.Minute)
-	for len(bound) < pods {
-		select {
-		case ev, ok := <-wi.ResultChan():
-			if !ok {
-				b.Fatal("pod watch closed")
-			}
-			if p, isPod := ev.Object.(*v1.Pod); isPod && ev.Type == watch.Modified && p.Spec.NodeName != "" {
-				bound[p.Name] = true
-			}
-		case <-timeout:
-			b.Fatalf("%d of %d pods bound in 5 minutes", len(bound), pods)
-		}
-	}
+	e.waitBound(pods, l.ResourceVersion)
 	elapsed := time.Since(start)
 	b.StopTimer()
 	stopProfile()
@@ -193,6 +176,49 @@ func benchOnce(b *testing.B, cfg []byte, w benchWorkload, nodes, pods, round int
 		if got := e.checkCapacity(); got != pods {
 			b.Errorf("%d pods hold an allocation, want %d", got, pods)
 		}
+	}
+}
+
+// waitBound waits until the namespace's pods pods are all bound, watching
+// from resourceVersion rv. A watch that ends (the API server may end one,
+// e.g. when its cache lags) is resumed after a fresh list.
+func (e *env) waitBound(pods int, rv string) {
+	e.t.Helper()
+	bound := map[string]bool{}
+	deadline := time.After(5 * time.Minute)
+	for len(bound) < pods {
+		wi, err := e.cs.CoreV1().Pods(e.ns).Watch(e.ctx, metav1.ListOptions{ResourceVersion: rv})
+		if err == nil {
+			func() {
+				defer wi.Stop()
+				for len(bound) < pods {
+					select {
+					case ev, ok := <-wi.ResultChan():
+						if !ok || ev.Type == watch.Error {
+							return
+						}
+						if p, isPod := ev.Object.(*v1.Pod); isPod && p.Spec.NodeName != "" {
+							bound[p.Name] = true
+						}
+					case <-deadline:
+						e.t.Fatalf("%d of %d pods bound in 5 minutes", len(bound), pods)
+					}
+				}
+			}()
+		}
+		if len(bound) == pods {
+			return
+		}
+		l, err := e.cs.CoreV1().Pods(e.ns).List(e.ctx, metav1.ListOptions{})
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		for i := range l.Items {
+			if l.Items[i].Spec.NodeName != "" {
+				bound[l.Items[i].Name] = true
+			}
+		}
+		rv = l.ResourceVersion
 	}
 }
 
