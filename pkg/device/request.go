@@ -336,12 +336,16 @@ func list(ann map[string]string, keys ...string) []string {
 	return out
 }
 
-// Allows reports whether the selector lets the pod use card d.
+// Allows reports whether the selector lets the pod use card d. The
+// scheduler asks it of every card of every node for every pod, so it
+// allocates nothing.
 func (s *Selector) Allows(d *Device) bool {
-	model := strings.ToLower(d.Model)
+	if len(s.UseTypes) == 0 && len(s.NoUseTypes) == 0 && len(s.UseUUIDs) == 0 && len(s.NoUseUUIDs) == 0 {
+		return true
+	}
 	match := func(types []string) bool {
 		for _, t := range types {
-			if strings.Contains(model, strings.ToLower(t)) {
+			if containsFold(d.Model, t) {
 				return true
 			}
 		}
@@ -362,4 +366,15 @@ func (s *Selector) Allows(d *Device) bool {
 		return false
 	}
 	return !match(s.NoUseTypes) && !has(s.NoUseUUIDs)
+}
+
+// containsFold reports whether sub is within s, ignoring case as
+// strings.EqualFold does.
+func containsFold(s, sub string) bool {
+	for i := 0; i+len(sub) <= len(s); i++ {
+		if strings.EqualFold(s[i:i+len(sub)], sub) {
+			return true
+		}
+	}
+	return false
 }

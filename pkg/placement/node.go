@@ -23,21 +23,9 @@ type Node struct {
 	Cards []Card
 }
 
-// Empty returns a copy of n with no usage: what preemption could at best
-// make of the node.
-func (n *Node) Empty() *Node {
-	e := &Node{Name: n.Name, Cards: make([]Card, len(n.Cards))}
-	for i, c := range n.Cards {
-		c.Used = device.Usage{}
-		e.Cards[i] = c
-	}
-	return e
-}
-
-// Utilization is the node's share in use, 0..1: the mean of its memory and
-// slot fractions over the cards the pod could use.
-func (n *Node) Utilization() float64 {
-	var usedMem, capMem, usedSlots, capSlots float64
+// sums adds up, over the usable cards, the memory and slots in use (each
+// card's at most its capacity) and their capacity.
+func (n *Node) sums() (usedMem, capMem, usedSlots, capSlots float64) {
 	for _, c := range n.Cards {
 		if !usable(c.Device) {
 			continue
@@ -47,10 +35,7 @@ func (n *Node) Utilization() float64 {
 		usedSlots += float64(min(c.Used.Slots, c.Capacity.Slots))
 		capSlots += float64(c.Capacity.Slots)
 	}
-	if capMem == 0 || capSlots == 0 {
-		return 0
-	}
-	return (usedMem/capMem + usedSlots/capSlots) / 2
+	return usedMem, capMem, usedSlots, capSlots
 }
 
 func usable(d *device.Device) bool { return d.Healthy && !d.MIG }

@@ -1,8 +1,7 @@
 package placement
 
 import (
-	"fmt"
-	"sort"
+	"slices"
 	"strings"
 
 	"github.com/mosaic-gpu/mosaic/pkg/device"
@@ -37,28 +36,28 @@ type Failure struct {
 // Place chooses cards on n for every container of req, or says why not.
 func Place(n *Node, req *device.PodRequest, opts Options) (*device.Allocation, *Failure) {
 	if len(n.Cards) == 0 {
-		return nil, &Failure{Reasons: []string{ReasonNoDevices}, Unresolvable: true}
+		return nil, &Failure{Reasons: noDevices, Unresolvable: true}
 	}
-	alloc, reasons := place(n, req, opts)
+	alloc, why := place(n, false, req, opts)
 	if alloc != nil {
 		return alloc, nil
 	}
-	if _, emptyReasons := place(n.Empty(), req, opts); emptyReasons != nil {
-		return nil, &Failure{Reasons: emptyReasons, Unresolvable: true}
+	if _, emptyWhy := place(n, true, req, opts); emptyWhy.set != 0 {
+		return nil, &Failure{Reasons: emptyWhy.reasons(), Unresolvable: true}
 	}
-	return nil, &Failure{Reasons: reasons}
+	return nil, &Failure{Reasons: why.reasons()}
 }
 
-func place(n *Node, req *device.PodRequest, opts Options) (*device.Allocation, []string) {
+// place places req on n as it is, or on n emptied of every pod when empty
+// is set: what preemption could at best make of the node.
+func place(n *Node, empty bool, req *device.PodRequest, opts Options) (*device.Allocation, why) {
 	if req.GPUPolicy != "" {
 		opts.GPUPolicy = req.GPUPolicy
 	}
-	others := make([]device.Usage, len(n.Cards))
-	for i := range n.Cards {
-		others[i] = n.Cards[i].Used
-	}
-	app := append([]device.Usage(nil), others...)
+	// app is what the pod's own app containers add to each card.
+	app := make([]device.Usage, len(n.Cards))
 	byName := map[string]device.ContainerAllocation{}
+	var buf [stackCards]candidate
 	// App containers and sidecars run together, so their shares add up.
 	// Each regular init container runs alone before them: it only has to
 	// fit beside the other pods.
@@ -68,18 +67,23 @@ func place(n *Node, req *device.PodRequest, opts Options) (*device.Allocation, [
 			if c.Init != init {
 				continue
 			}
-			used := app
+			extra := app
 			if init {
-				used = others
+				extra = nil
 			}
-			shares, reasons := pick(n, used, c, req, opts)
-			if shares == nil {
-				return nil, reasons
+			chosen, w := pick(n, empty, false, extra, c, req, opts, buf[:0])
+			if w.set != 0 {
+				return nil, w
 			}
-			if !init {
-				for _, s := range shares {
-					idx := cardIndex(n, s.UUID)
-					app[idx] = app[idx].Add(device.Usage{MemoryMiB: s.MemoryMiB, Cores: s.Cores, Slots: 1, Exclusive: c.Exclusive()})
+			shares := make([]device.Share, 0, c.Count)
+			for _, cd := range chosen {
+				d := n.Cards[cd.card].Device
+				shares = append(shares, device.Share{
+					UUID: d.UUID, Index: d.Index, Vendor: d.Vendor, Model: d.Model,
+					MemoryMiB: cd.memory, Cores: c.Cores, NUMA: d.NUMA, Template: c.Template,
+				})
+				if !init {
+					app[cd.card] = app[cd.card].Add(device.Usage{MemoryMiB: cd.memory, Cores: c.Cores, Slots: 1, Exclusive: c.Exclusive()})
 				}
 			}
 			byName[c.Name] = device.ContainerAllocation{Name: c.Name, Init: init, Devices: shares}
@@ -89,7 +93,7 @@ func place(n *Node, req *device.PodRequest, opts Options) (*device.Allocation, [
 	for _, c := range req.Containers {
 		alloc.Containers = append(alloc.Containers, byName[c.Name])
 	}
-	return alloc, nil
+	return alloc, why{}
 }
 
 func cardIndex(n *Node, uuid string) int {
@@ -101,18 +105,30 @@ func cardIndex(n *Node, uuid string) int {
 	return -1
 }
 
+// stackCards is how many candidates the placement keeps on the stack; a
+// node with more cards costs an allocation.
+const stackCards = 32
+
 type candidate struct {
 	card      int
 	memory    int64
 	freeAfter int64
 	numa      int
+	slots     int // slots in use before this container
+	index     int // the card's index, the last tie-breaker
 }
 
-// pick chooses c.Count distinct cards for one container.
-func pick(n *Node, used []device.Usage, c *device.ContainerRequest, req *device.PodRequest, opts Options) ([]device.Share, []string) {
-	rejected := map[string]int{}
-	var cands []candidate
-	matching := 0
+// pick chooses c.Count distinct cards for one container and returns them in
+// the front of buf, or says why none fit. A card's usage is its own (none
+// when empty is set) plus extra[i], what the pod's earlier containers take.
+// It allocates nothing for nodes of up to stackCards cards.
+//
+// With fitOnly set it only decides whether the container fits, which
+// needs no order, and returns the fitting cards unordered.
+func pick(n *Node, empty, fitOnly bool, extra []device.Usage, c *device.ContainerRequest, req *device.PodRequest, opts Options, buf []candidate) ([]candidate, why) {
+	var rejected reasonSet
+	cands := buf[:0]
+	matching, tooBig := 0, 0
 	var largest int64
 	for i := range n.Cards {
 		card := &n.Cards[i]
@@ -121,141 +137,158 @@ func pick(n *Node, used []device.Usage, c *device.ContainerRequest, req *device.
 		}
 		matching++
 		largest = max(largest, card.Capacity.MemoryMiB)
+		var used device.Usage
+		if !empty {
+			used = card.Used
+		}
+		if extra != nil {
+			used = used.Add(extra[i])
+		}
 		mem := c.MemoryOn(card.Device)
-		if r := reject(card, used[i], c, mem, &req.Selector); r != "" {
-			rejected[r]++
+		if r := reject(card, used, c, mem, &req.Selector); r != 0 {
+			rejected |= r
+			if r == rTooLarge {
+				tooBig++
+			}
 			continue
 		}
-		free := card.Capacity.MemoryMiB - used[i].MemoryMiB - mem
-		cands = append(cands, candidate{card: i, memory: mem, freeAfter: free, numa: card.Device.NUMA})
+		free := card.Capacity.MemoryMiB - used.MemoryMiB - mem
+		cands = append(cands, candidate{card: i, memory: mem, freeAfter: free, numa: card.Device.NUMA, slots: used.Slots, index: card.Device.Index})
 	}
 	if matching < c.Count {
 		if matching == 0 {
-			return nil, []string{ReasonWrongModel}
+			return nil, why{set: rWrongModel}
 		}
-		return nil, []string{ReasonTooFewCards}
+		return nil, why{set: rTooFewCards}
 	}
 	if len(cands) < c.Count {
-		if rejected[ReasonTooLarge] == matching {
-			return nil, []string{tooLarge(c, largest)}
+		if tooBig == matching {
+			return nil, why{set: rTooLargeMiB, mem: c.MemoryMiB, largest: largest}
 		}
-		return nil, sortedReasons(rejected)
+		return nil, why{set: rejected}
 	}
-	order(cands, n, used, opts.GPUPolicy)
-	chosen := cands[:c.Count]
+	if fitOnly {
+		// Whether the container fits does not depend on which cards it
+		// would get: only a required NUMA node can still refuse it.
+		if c.Count > 1 && (req.NUMABind || opts.NUMA == NUMASingle) && !numaFits(cands, c.Count) {
+			return nil, why{set: rNUMA}
+		}
+		return cands, why{}
+	}
+	order(cands, opts.GPUPolicy)
 	if c.Count > 1 && (req.NUMABind || opts.NUMA != NUMANone) {
-		group := numaGroup(cands, c.Count, opts.GPUPolicy)
-		switch {
-		case group != nil:
-			chosen = group
+		switch k, ok := numaGroup(cands, c.Count, opts.GPUPolicy); {
+		case ok:
+			// Move the group's first Count cards, in order, to the front.
+			j := 0
+			for i := range cands {
+				if j < c.Count && cands[i].numa == k {
+					cands[j], cands[i] = cands[i], cands[j]
+					j++
+				}
+			}
 		case req.NUMABind || opts.NUMA == NUMASingle:
-			return nil, []string{ReasonNUMA}
+			return nil, why{set: rNUMA}
 		}
 	}
-	shares := make([]device.Share, 0, c.Count)
-	for _, cd := range chosen {
-		d := n.Cards[cd.card].Device
-		shares = append(shares, device.Share{
-			UUID: d.UUID, Index: d.Index, Vendor: d.Vendor, Model: d.Model,
-			MemoryMiB: cd.memory, Cores: c.Cores, NUMA: d.NUMA, Template: c.Template,
-		})
-	}
-	return shares, nil
+	return cands[:c.Count], why{}
 }
 
 func wrongModel(d *device.Device, c *device.ContainerRequest) bool {
 	return d.Vendor != c.Vendor || (c.Model != "" && !strings.EqualFold(d.Model, c.Model))
 }
 
-// reject returns why card cannot take a share of mem MiB, or "".
-func reject(card *Card, used device.Usage, c *device.ContainerRequest, mem int64, sel *device.Selector) string {
+// reject returns why card cannot take a share of mem MiB, or 0.
+func reject(card *Card, used device.Usage, c *device.ContainerRequest, mem int64, sel *device.Selector) reasonSet {
 	switch {
 	case !usable(card.Device):
-		return ReasonUnhealthy
+		return rUnhealthy
 	case !sel.Allows(card.Device):
-		return ReasonSelector
+		return rSelector
 	case mem > card.Capacity.MemoryMiB || c.Cores > card.Capacity.Cores:
-		return ReasonTooLarge
+		return rTooLarge
 	case used.Exclusive:
-		return ReasonExclusive
+		return rExclusive
 	case c.Exclusive() && used.Slots > 0:
-		return ReasonNeedsEmpty
+		return rNeedsEmpty
 	case used.Slots >= card.Capacity.Slots:
-		return ReasonSlots
+		return rSlots
 	case used.MemoryMiB+mem > card.Capacity.MemoryMiB:
-		return ReasonMemory
+		return rMemory
 	case used.Cores+c.Cores > card.Capacity.Cores:
-		return ReasonCores
+		return rCores
 	}
-	return ""
-}
-
-func tooLarge(c *device.ContainerRequest, largest int64) string {
-	if c.MemoryMiB > 0 {
-		return fmt.Sprintf("GPU memory request %d MiB exceeds every GPU on the node (largest offers %d MiB)", c.MemoryMiB, largest)
-	}
-	return ReasonTooLarge
-}
-
-func sortedReasons(m map[string]int) []string {
-	out := make([]string, 0, len(m))
-	for r := range m {
-		out = append(out, r)
-	}
-	sort.Strings(out)
-	return out
+	return 0
 }
 
 // order sorts candidates by the GPU policy: binpack fills the fullest card
 // that fits, spread takes the emptiest. Ties go to the lower index so that
 // placements are deterministic.
-func order(cands []candidate, n *Node, used []device.Usage, p device.Policy) {
-	sort.SliceStable(cands, func(i, j int) bool {
-		a, b := cands[i], cands[j]
+func order(cands []candidate, p device.Policy) {
+	spread := p == device.PolicySpread
+	slices.SortStableFunc(cands, func(a, b candidate) int {
 		if a.freeAfter != b.freeAfter {
-			if p == device.PolicySpread {
-				return a.freeAfter > b.freeAfter
+			if (a.freeAfter > b.freeAfter) == spread {
+				return -1
 			}
-			return a.freeAfter < b.freeAfter
+			return 1
 		}
-		if sa, sb := used[a.card].Slots, used[b.card].Slots; sa != sb {
-			if p == device.PolicySpread {
-				return sa < sb
+		if a.slots != b.slots {
+			if (a.slots < b.slots) == spread {
+				return -1
 			}
-			return sa > sb
+			return 1
 		}
-		return n.Cards[a.card].Device.Index < n.Cards[b.card].Device.Index
+		return a.index - b.index
 	})
 }
 
-// numaGroup returns count candidates from one NUMA node, or nil. Among the
-// NUMA nodes that can hold the container, binpack takes the one left with
+// numaGroup returns the NUMA node whose candidates hold the container, if
+// one can. Among the NUMA nodes that can, binpack takes the one left with
 // the least room (keeping the others whole for later multi-card requests)
-// and spread the one with the most.
-func numaGroup(cands []candidate, count int, p device.Policy) []candidate {
-	groups := map[int][]candidate{}
-	var keys []int
-	for _, c := range cands {
-		if _, ok := groups[c.numa]; !ok {
-			keys = append(keys, c.numa)
-		}
-		groups[c.numa] = append(groups[c.numa], c)
-	}
-	sort.Ints(keys)
-	var best []candidate
+// and spread the one with the most; ties go to the lowest NUMA node.
+func numaGroup(cands []candidate, count int, p device.Policy) (best int, ok bool) {
 	var bestRoom int64
-	for _, k := range keys {
-		g := groups[k]
-		if len(g) < count {
+	for prev, first := 0, true; ; first = false {
+		// The NUMA nodes in ascending order, without a map.
+		k, found := 0, false
+		for _, c := range cands {
+			if (first || c.numa > prev) && (!found || c.numa < k) {
+				k, found = c.numa, true
+			}
+		}
+		if !found {
+			return best, ok
+		}
+		prev = k
+		size, room := 0, int64(0)
+		for _, c := range cands {
+			if c.numa == k {
+				size++
+				room += c.freeAfter
+			}
+		}
+		if size < count {
 			continue
 		}
-		var room int64
-		for _, c := range g {
-			room += c.freeAfter
-		}
-		if best == nil || (p == device.PolicySpread && room > bestRoom) || (p != device.PolicySpread && room < bestRoom) {
-			best, bestRoom = g[:count], room
+		if !ok || (p == device.PolicySpread && room > bestRoom) || (p != device.PolicySpread && room < bestRoom) {
+			best, bestRoom, ok = k, room, true
 		}
 	}
-	return best
+}
+
+// numaFits reports whether count candidates share a NUMA node.
+func numaFits(cands []candidate, count int) bool {
+	for i, a := range cands {
+		same := 0
+		for _, b := range cands[i:] {
+			if b.numa == a.numa {
+				same++
+			}
+		}
+		if same >= count {
+			return true
+		}
+	}
+	return false
 }

@@ -2,6 +2,7 @@ package placement
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -177,6 +178,97 @@ func BenchmarkPlace(b *testing.B) {
 	for b.Loop() {
 		if _, fail := Place(n, req, opts); fail != nil {
 			b.Fatal(fail)
+		}
+	}
+}
+
+// randomCase is a node of 1-16 cards of mixed models, sizes, health, NUMA
+// nodes, split counts and usage, and a pod of one to three device
+// containers (some of them init containers) with every kind of request.
+func randomCase(r *rand.Rand) (*Node, *device.PodRequest, Options) {
+	policies := []device.Policy{device.PolicyBinpack, device.PolicySpread, ""}
+	n := &Node{Name: "n"}
+	cards := 1 + r.IntN(16)
+	for i := range cards {
+		d := &device.Device{UUID: fmt.Sprintf("GPU-%d", i), Index: (i * 7) % cards, Vendor: device.VendorNVIDIA,
+			Model: []string{"NVIDIA A100", "NVIDIA H100"}[r.IntN(2)], MemoryMiB: []int64{1000, 2000, 81920}[r.IntN(3)],
+			Healthy: r.IntN(20) != 0, MIG: r.IntN(30) == 0, NUMA: r.IntN(3)}
+		cfg := device.NodeConfig{SplitCount: []int{1, 4, 10}[r.IntN(3)], MemoryScaling: 1, CoreScaling: 1}
+		var u device.Usage
+		if r.IntN(3) > 0 {
+			u = device.Usage{MemoryMiB: r.Int64N(d.MemoryMiB + 1), Cores: r.IntN(101), Slots: 1 + r.IntN(cfg.SplitCount), Exclusive: r.IntN(10) == 0}
+		}
+		n.Cards = append(n.Cards, NewCard(d, cfg, u))
+	}
+	req := &device.PodRequest{NUMABind: r.IntN(4) == 0, GPUPolicy: policies[r.IntN(3)]}
+	containers := 1
+	if r.IntN(5) == 0 {
+		containers = 1 + r.IntN(3)
+	}
+	for i := range containers {
+		c := device.ContainerRequest{Name: fmt.Sprint("c", i), Vendor: device.VendorNVIDIA, Count: 1 + r.IntN(4),
+			Cores: []int{0, 10, 30, 100}[r.IntN(4)], Init: containers > 1 && r.IntN(3) == 0}
+		switch r.IntN(4) {
+		case 0:
+			c.MemoryPercent = 1 + r.IntN(100)
+		case 1: // the whole card's memory
+		default:
+			c.MemoryMiB = 1 + r.Int64N(3000)
+		}
+		if r.IntN(10) == 0 {
+			c.Model = "nvidia h100"
+		}
+		req.Containers = append(req.Containers, c)
+	}
+	if r.IntN(10) == 0 {
+		req.Selector.UseTypes = []string{"a100"}
+	}
+	if r.IntN(10) == 0 {
+		req.Selector.NoUseUUIDs = []string{"GPU-1"}
+	}
+	numa := []NUMAPolicy{NUMANone, NUMABestEffort, NUMASingle}[r.IntN(3)]
+	return n, req, Options{GPUPolicy: policies[r.IntN(2)], NUMA: numa}
+}
+
+// Check and ScoreFit, which the scheduler runs for every node, decide and
+// score exactly as Place and Score of Place's allocation.
+func TestCheckAndScoreFitAgreeWithPlace(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 5000))
+	fits := 0
+	for i := range 20000 {
+		n, req, opts := randomCase(r)
+		alloc, fail := Place(n, req, opts)
+		v := Check(n, req, opts)
+		if v.Fits != (fail == nil) {
+			t.Fatalf("case %d: Check says fits=%v, Place %+v", i, v.Fits, fail)
+		}
+		if fail != nil {
+			if !slices.Equal(v.Reasons, fail.Reasons) || v.Unresolvable != fail.Unresolvable {
+				t.Fatalf("case %d: Check %+v, Place %+v", i, v, fail)
+			}
+			continue
+		}
+		fits++
+		for _, p := range []device.Policy{device.PolicyBinpack, device.PolicySpread} {
+			if got, ok := ScoreFit(n, req, opts, p); !ok || got != Score(n, alloc, p) {
+				t.Fatalf("case %d %s: ScoreFit %d (ok %v), Score %d", i, p, got, ok, Score(n, alloc, p))
+			}
+		}
+	}
+	// Both outcomes are well represented.
+	if fits < 2000 || fits > 18000 {
+		t.Errorf("%d of 20000 cases fit", fits)
+	}
+}
+
+func BenchmarkCheck(b *testing.B) {
+	n := node(8, 81920, []int{0, 0, 0, 0, 1, 1, 1, 1}, map[int]device.Usage{1: {MemoryMiB: 4000, Slots: 2}, 5: {MemoryMiB: 9000, Slots: 3}})
+	req := gpuReq(2, 3000, 20)
+	opts := Options{GPUPolicy: device.PolicyBinpack, NUMA: NUMABestEffort}
+	b.ReportAllocs()
+	for b.Loop() {
+		if !Check(n, req, opts).Fits {
+			b.Fatal("does not fit")
 		}
 	}
 }

@@ -15,7 +15,15 @@ func Score(n *Node, alloc *device.Allocation, p device.Policy) int64 {
 			after.Cards[i].Used = after.Cards[i].Used.Add(u)
 		}
 	}
-	util := after.Utilization()
+	usedMem, capMem, usedSlots, capSlots := after.sums()
+	return scoreOf(usedMem, capMem, usedSlots, capSlots, p)
+}
+
+func scoreOf(usedMem, capMem, usedSlots, capSlots float64, p device.Policy) int64 {
+	var util float64
+	if capMem != 0 && capSlots != 0 {
+		util = (usedMem/capMem + usedSlots/capSlots) / 2
+	}
 	if p == device.PolicySpread {
 		util = 1 - util
 	}

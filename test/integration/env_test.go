@@ -71,12 +71,20 @@ func newStoppedEnv(t testing.TB, cfg []byte, nodes ...sim.NodeSpec) *env {
 	ctx, cancel := context.WithCancel(context.Background())
 	// Namespaces are never removed here (no namespace controller runs), so
 	// each env gets a fresh one.
-	e := &env{t: t, ctx: ctx, cs: cp.Client, ns: strings.ToLower(strings.ReplaceAll(t.Name(), "/", "-")), config: cfg, kubeconfig: cp.Kubeconfig}
+	// A namespace name is lower-case letters, digits and dashes; test
+	// names also hold "/", "_" and, for repeated sub-benchmarks, "#".
+	ns := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, strings.ToLower(t.Name()))
+	e := &env{t: t, ctx: ctx, cs: cp.Client, ns: ns, config: cfg, kubeconfig: cp.Kubeconfig}
 	if len(e.ns) > 50 {
 		e.ns = e.ns[:50]
 	}
 	envSeq++
-	e.ns = fmt.Sprintf("%s-%d", strings.Trim(strings.ReplaceAll(e.ns, "_", "-"), "-"), envSeq)
+	e.ns = fmt.Sprintf("%s-%d", strings.Trim(e.ns, "-"), envSeq)
 	if e.config == nil {
 		e.config = config.SecondScheduler
 	}

@@ -1,6 +1,7 @@
 package mosaic
 
 import (
+	"slices"
 	"sort"
 	"sync"
 
@@ -39,6 +40,7 @@ type usageCache struct {
 }
 
 type nodeEntry struct {
+	name string
 	rv   string // resourceVersion of the Node last applied
 	raw  string // the inventory annotation, to skip re-parsing unchanged ones
 	inv  *device.Inventory
@@ -48,6 +50,49 @@ type nodeEntry struct {
 	// awaiting holds the pods bound or assumed here whose devices the node
 	// agent has not handed out yet.
 	awaiting map[types.UID]bool
+	// view is the above as Filter and Score read it.
+	view *nodeView
+}
+
+// nodeView is one node's cards with their usage, built whenever the node
+// or a pod on it changes and never written after. Filter and Score run
+// once per node for every pod: they read it under the read lock without
+// copying, parsing or allocating.
+type nodeView struct {
+	node placement.Node
+	err  error // the inventory is malformed
+	// handout: the node hands devices out through the kubelet's Allocate
+	// alone (no NRI); awaiting counts the pods waiting for theirs, one is
+	// the pod when there is one.
+	handout  bool
+	awaiting int
+	one      types.UID
+}
+
+// handoutBusy reports whether the node hands out devices through the
+// kubelet's Allocate alone (no NRI) and a device pod there other than
+// self is still waiting for them: such a node takes one device pod at a
+// time, derived from pod state rather than a lock annotation that could
+// dangle.
+func (v *nodeView) handoutBusy(self types.UID) bool {
+	return v.handout && (v.awaiting > 1 || (v.awaiting == 1 && v.one != self))
+}
+
+// publishLocked builds the node's view from its entry.
+func (n *nodeEntry) publishLocked() {
+	v := &nodeView{node: placement.Node{Name: n.name}, err: n.err, awaiting: len(n.awaiting)}
+	for uid := range n.awaiting {
+		v.one = uid
+	}
+	if n.inv != nil {
+		v.handout = !n.inv.NRI
+		v.node.Cards = make([]placement.Card, len(n.inv.Devices))
+		for i := range n.inv.Devices {
+			d := &n.inv.Devices[i]
+			v.node.Cards[i] = placement.NewCard(d, n.cfg, n.used[d.UUID])
+		}
+	}
+	n.view = v
 }
 
 type podEntry struct {
@@ -82,7 +127,8 @@ func stale(rv, have string) bool {
 func (c *usageCache) node(name string) *nodeEntry {
 	n := c.nodes[name]
 	if n == nil {
-		n = &nodeEntry{used: map[string]device.Usage{}, awaiting: map[types.UID]bool{}}
+		n = &nodeEntry{name: name, used: map[string]device.Usage{}, awaiting: map[types.UID]bool{}}
+		n.publishLocked()
 		c.nodes[name] = n
 	}
 	return n
@@ -103,6 +149,7 @@ func (c *usageCache) setNode(logger klog.Logger, node *v1.Node) {
 	if n.raw == raw && (n.inv != nil || n.err != nil || raw == "") {
 		return
 	}
+	defer n.publishLocked()
 	n.raw, n.inv, n.err = raw, nil, nil
 	if raw == "" {
 		return
@@ -113,6 +160,17 @@ func (c *usageCache) setNode(logger klog.Logger, node *v1.Node) {
 		return
 	}
 	sort.Slice(n.inv.Devices, func(i, j int) bool { return n.inv.Devices[i].Index < n.inv.Devices[j].Index })
+	// Placement compares every card's vendor with the request's, which
+	// holds the constant: sharing its bytes makes the comparison a pointer
+	// check instead of a read of each node's own copy.
+	for i := range n.inv.Devices {
+		switch d := &n.inv.Devices[i]; d.Vendor {
+		case device.VendorNVIDIA:
+			d.Vendor = device.VendorNVIDIA
+		case device.VendorAscend:
+			d.Vendor = device.VendorAscend
+		}
+	}
 	n.cfg = n.inv.Config.Merge(c.defaults)
 }
 
@@ -126,6 +184,7 @@ func (c *usageCache) deleteNode(node *v1.Node) {
 		if !stale(node.ResourceVersion, n.rv) {
 			n.rv = node.ResourceVersion
 		}
+		n.publishLocked()
 	}
 }
 
@@ -252,6 +311,7 @@ func (c *usageCache) setLocked(uid types.UID, e *podEntry) {
 	if e.awaiting {
 		n.awaiting[uid] = true
 	}
+	n.publishLocked()
 }
 
 func (c *usageCache) removeLocked(uid types.UID) {
@@ -270,20 +330,7 @@ func (c *usageCache) removeLocked(uid types.UID) {
 			n.used[id] = left
 		}
 	}
-}
-
-// handoutBusy reports whether the node hands out devices through the
-// kubelet's Allocate alone (no NRI) and a device pod there is still waiting
-// for them: such a node takes one device pod at a time, derived from pod
-// state rather than a lock annotation that could dangle.
-func (c *usageCache) handoutBusy(node string, self types.UID) bool {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	n := c.nodes[node]
-	if n == nil || n.inv == nil || n.inv.NRI {
-		return false
-	}
-	return len(n.awaiting) > 1 || (len(n.awaiting) == 1 && !n.awaiting[self])
+	n.publishLocked()
 }
 
 // footprint returns what the pod holds, if the cache knows it.
@@ -296,24 +343,41 @@ func (c *usageCache) footprint(uid types.UID) (string, map[string]device.Usage, 
 	return "", nil, false
 }
 
+// nodeView returns the node's current view; a node the cache has not seen
+// has no cards.
+func (c *usageCache) nodeView(name string) *nodeView {
+	c.mu.RLock()
+	v := &noCards
+	if n := c.nodes[name]; n != nil {
+		v = n.view
+	}
+	c.mu.RUnlock()
+	return v
+}
+
+// noCards is the view of a node the cache has not seen.
+var noCards nodeView
+
 // view returns the node's cards with their usage, adjusted by the pods that
 // preemption's dry run added or removed. A node without an inventory has no
-// cards; err explains a malformed one.
+// cards; err explains a malformed one. Without adjustments the node is the
+// cache's own: callers never write to it.
 func (c *usageCache) view(name string, added, removed map[string]device.Usage) (*placement.Node, error) {
-	c.mu.RLock()
-	defer c.mu.RUnlock()
-	n := c.nodes[name]
-	if n == nil || n.inv == nil {
-		if n != nil {
-			return &placement.Node{Name: name}, n.err
-		}
-		return &placement.Node{Name: name}, nil
+	v := c.nodeView(name)
+	if len(added) == 0 && len(removed) == 0 {
+		return &v.node, v.err
 	}
-	out := &placement.Node{Name: name, Cards: make([]placement.Card, len(n.inv.Devices))}
-	for i := range n.inv.Devices {
-		d := &n.inv.Devices[i]
-		u := n.used[d.UUID].Add(added[d.UUID]).Sub(removed[d.UUID])
-		out.Cards[i] = placement.NewCard(d, n.cfg, u)
+	return v.adjusted(added, removed), v.err
+}
+
+// adjusted is a copy of the view's cards with the footprints of added
+// pods counted and of removed ones released.
+func (v *nodeView) adjusted(added, removed map[string]device.Usage) *placement.Node {
+	out := &placement.Node{Name: v.node.Name, Cards: slices.Clone(v.node.Cards)}
+	for i := range out.Cards {
+		card := &out.Cards[i]
+		id := card.Device.UUID
+		card.Used = card.Used.Add(added[id]).Sub(removed[id])
 	}
-	return out, nil
+	return out
 }

@@ -1,7 +1,6 @@
 package mosaic
 
 import (
-	"sync"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -33,7 +32,7 @@ func testAlloc(node, uuid string, mem int64) *device.Allocation {
 	return &device.Allocation{Version: 1, Node: node, Containers: []device.ContainerAllocation{{Name: "c", Devices: []device.Share{{UUID: uuid, Vendor: device.VendorNVIDIA, MemoryMiB: mem, Cores: 10}}}}}
 }
 
-func boundPod(t *testing.T, uid, node string, a *device.Allocation) *v1.Pod {
+func boundPod(t testing.TB, uid, node string, a *device.Allocation) *v1.Pod {
 	raw, err := device.EncodeAllocation(a)
 	if err != nil {
 		t.Fatal(err)
@@ -129,7 +128,7 @@ func TestCacheToleratesBadInput(t *testing.T) {
 }
 
 func TestCycleStateCloneIsDeep(t *testing.T) {
-	s := &cycleState{added: map[string]map[string]device.Usage{}, removed: map[string]map[string]device.Usage{}, placements: &sync.Map{}}
+	s := &cycleState{added: map[string]map[string]device.Usage{}, removed: map[string]map[string]device.Usage{}}
 	s.adjust(s.removed, "n", map[string]device.Usage{"GPU-0": {MemoryMiB: 5, Slots: 1}})
 	c := s.Clone().(*cycleState)
 	c.adjust(c.removed, "n", map[string]device.Usage{"GPU-0": {MemoryMiB: 7, Slots: 1}})
@@ -197,24 +196,24 @@ func TestHandoutBusyWithoutNRI(t *testing.T) {
 
 	c.assume("a", testAlloc("plain", "GPU-0", 10))
 	c.assume("b", testAlloc("nri", "GPU-0", 10))
-	if !c.handoutBusy("plain", "other") {
+	if !c.nodeView("plain").handoutBusy("other") {
 		t.Error("a node without NRI with a pod awaiting its devices takes another")
 	}
-	if c.handoutBusy("plain", "a") {
+	if c.nodeView("plain").handoutBusy("a") {
 		t.Error("the awaiting pod blocks itself")
 	}
-	if c.handoutBusy("nri", "other") {
+	if c.nodeView("nri").handoutBusy("other") {
 		t.Error("a node with NRI is limited to one pod at a time")
 	}
 	// Bound, then handed out: the node is free again.
 	p := boundPod(t, "a", "plain", testAlloc("plain", "GPU-0", 10))
 	c.updatePod(logger, p)
-	if !c.handoutBusy("plain", "other") {
+	if !c.nodeView("plain").handoutBusy("other") {
 		t.Error("a bound pod without the handed-out label does not block")
 	}
 	p.Labels = map[string]string{device.HandedOutLabel: "true"}
 	c.updatePod(logger, p)
-	if c.handoutBusy("plain", "other") {
+	if c.nodeView("plain").handoutBusy("other") {
 		t.Error("a handed-out pod still blocks the node")
 	}
 }

@@ -10,29 +10,53 @@ import (
 	"github.com/mosaic-gpu/mosaic/pkg/placement"
 )
 
-// Filter checks that the pod's containers fit the node's cards. It only
-// reads the cache: no API calls, no locks held across nodes.
+// Filter checks that the pod's containers fit the node's cards. It runs
+// for every node and every device pod, so it only reads the node's view in
+// the cache (no API calls, no lock held across nodes) and, for a node that
+// fits, allocates nothing: placement.Check decides as Place would without
+// building the allocation, which Reserve builds once for the chosen node.
 func (p *Mosaic) Filter(_ context.Context, state fwk.CycleState, pod *v1.Pod, nodeInfo fwk.NodeInfo) *fwk.Status {
 	s, err := getState(state)
 	if err != nil {
 		return fwk.AsStatus(err)
 	}
 	name := nodeInfo.Node().Name
-	if p.cache.handoutBusy(name, pod.UID) {
+	v := p.cache.nodeView(name)
+	if v.handoutBusy(pod.UID) {
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, placement.ReasonHandoutBusy)
 	}
-	alloc, status := p.place(s, name)
-	if alloc != nil {
-		s.placements.Store(name, alloc)
+	node, status := s.node(v, name)
+	if status != nil {
+		return status
 	}
-	return status
+	verdict := placement.Check(node, s.req, p.placeOpts)
+	if verdict.Fits {
+		return nil
+	}
+	code := fwk.Unschedulable
+	if verdict.Unresolvable {
+		code = fwk.UnschedulableAndUnresolvable
+	}
+	return fwk.NewStatus(code, verdict.Reasons...)
+}
+
+// node is the node's cards under this cycle's adjustments.
+func (s *cycleState) node(v *nodeView, name string) (*placement.Node, *fwk.Status) {
+	if v.err != nil {
+		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "node device inventory is invalid: "+v.err.Error())
+	}
+	added, removed := s.added[name], s.removed[name]
+	if len(added) == 0 && len(removed) == 0 {
+		return &v.node, nil
+	}
+	return v.adjusted(added, removed), nil
 }
 
 // place runs the placement for one node under this cycle's adjustments.
 func (p *Mosaic) place(s *cycleState, nodeName string) (*device.Allocation, *fwk.Status) {
-	node, err := p.cache.view(nodeName, s.added[nodeName], s.removed[nodeName])
-	if err != nil {
-		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "node device inventory is invalid: "+err.Error())
+	node, status := s.node(p.cache.nodeView(nodeName), nodeName)
+	if status != nil {
+		return nil, status
 	}
 	alloc, fail := placement.Place(node, s.req, p.placeOpts)
 	if fail != nil {

@@ -2,7 +2,6 @@ package mosaic
 
 import (
 	"context"
-	"sync"
 
 	v1 "k8s.io/api/core/v1"
 	fwk "k8s.io/kube-scheduler/framework"
@@ -27,10 +26,9 @@ func (p *Mosaic) PreFilter(ctx context.Context, state fwk.CycleState, pod *v1.Po
 		return nil, s
 	}
 	state.Write(stateKey, &cycleState{
-		req:        req,
-		added:      map[string]map[string]device.Usage{},
-		removed:    map[string]map[string]device.Usage{},
-		placements: &sync.Map{},
+		req:     req,
+		added:   map[string]map[string]device.Usage{},
+		removed: map[string]map[string]device.Usage{},
 	})
 	return nil, nil
 }
@@ -104,12 +102,25 @@ func (p *Mosaic) podFootprint(pod *v1.Pod) map[string]device.Usage {
 	return nil
 }
 
-// SignPod lets pods without device requests be batched like any pod. A
-// device pod's fit depends on which cards the previous pod took, so it is
-// never batched.
+// SignPod lets pods be batched: the scheduler may then place a pod like the
+// one before it on the next node of that pod's ranking, after Filter has
+// checked the node again, instead of filtering and scoring every node
+// anew. A pod's fit and score on a node depend on its device request
+// (resources, selectors, policies, NUMA binding) and on the node's cards
+// alone, so the parsed request is the pod's part of the signature; pods
+// without devices contribute nothing. Batching itself re-filters and
+// re-scores the node the previous pod took, the only one whose cards it
+// changed.
 func (p *Mosaic) SignPod(_ context.Context, pod *v1.Pod) ([]fwk.SignFragment, *fwk.Status) {
-	if req, err := device.ParsePodRequest(pod, p.parseOpts); err == nil && req == nil {
+	req, err := device.ParsePodRequest(pod, p.parseOpts)
+	if err != nil {
+		return nil, fwk.NewStatus(fwk.Unschedulable, "invalid device request: "+err.Error())
+	}
+	if req == nil {
 		return nil, nil
 	}
-	return nil, fwk.NewStatus(fwk.Unschedulable, "device pods are placed one at a time")
+	return []fwk.SignFragment{{Key: requestSignerName, Value: req}}, nil
 }
+
+// requestSignerName names Mosaic's fragment of a pod's signature.
+const requestSignerName = "mosaic.io/DeviceRequest()"

@@ -1,6 +1,8 @@
 package mosaic
 
 import (
+	"context"
+	"encoding/json"
 	"testing"
 
 	v1 "k8s.io/api/core/v1"
@@ -129,5 +131,44 @@ func TestReserveLeavesNominatedPodsTheirCards(t *testing.T) {
 	s, _ = getState(state)
 	if got := s.chosen.Containers[0].Devices[0].UUID; got != "GPU-0" {
 		t.Errorf("spread placed the high-priority pod on %s, want GPU-0 (the lower nominated pod does not count)", got)
+	}
+}
+
+// Device pods are signed with their parsed request, so that the scheduler
+// batches pods asking alike and only those.
+func TestSignPod(t *testing.T) {
+	p := testPlugin(t)
+	ctx := context.Background()
+	sign := func(pod *v1.Pod) string {
+		t.Helper()
+		f, s := p.SignPod(ctx, pod)
+		if !s.IsSuccess() {
+			t.Fatalf("%s: %v", pod.Name, s)
+		}
+		b, err := json.Marshal(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	a, b, other := sign(gpuPod("a", "1000")), sign(gpuPod("b", "1000")), sign(gpuPod("c", "2000"))
+	if a != b {
+		t.Errorf("pods asking alike are signed apart: %s, %s", a, b)
+	}
+	if a == other {
+		t.Errorf("pods asking for 1000 and 2000 MiB are signed alike: %s", a)
+	}
+	bound := gpuPod("bound", "1000")
+	bound.Annotations = map[string]string{device.NUMABindAnnotation: "true"}
+	if sign(bound) == a {
+		t.Error("numa-bind is not part of the signature")
+	}
+	if f, s := p.SignPod(ctx, &v1.Pod{}); !s.IsSuccess() || f != nil {
+		t.Errorf("a pod without devices: %v, %v; want no fragment", f, s)
+	}
+	bad := gpuPod("bad", "1000")
+	bad.Spec.Containers[0].Resources.Limits["nvidia.com/gpucores"] = resource.MustParse("101")
+	if _, s := p.SignPod(ctx, bad); s.IsSuccess() {
+		t.Error("an invalid request was signed")
 	}
 }

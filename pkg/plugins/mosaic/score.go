@@ -6,7 +6,6 @@ import (
 	v1 "k8s.io/api/core/v1"
 	fwk "k8s.io/kube-scheduler/framework"
 
-	"github.com/mosaic-gpu/mosaic/pkg/device"
 	"github.com/mosaic-gpu/mosaic/pkg/placement"
 )
 
@@ -19,28 +18,26 @@ func (p *Mosaic) PreScore(_ context.Context, state fwk.CycleState, _ *v1.Pod, _ 
 }
 
 // Score rates a node by the node policy: binpack prefers the node whose
-// cards are fullest after placing the pod, spread the emptiest.
+// cards are fullest after placing the pod, spread the emptiest. Like
+// Filter it reads the node's view and allocates nothing; it scores the
+// cards Place would choose, recomputed, which costs less than keeping
+// Filter's choice for every node.
 func (p *Mosaic) Score(_ context.Context, state fwk.CycleState, _ *v1.Pod, nodeInfo fwk.NodeInfo) (int64, *fwk.Status) {
 	s, err := getState(state)
 	if err != nil {
 		return 0, fwk.AsStatus(err)
 	}
 	name := nodeInfo.Node().Name
-	var alloc *device.Allocation
-	if v, ok := s.placements.Load(name); ok {
-		alloc = v.(*device.Allocation)
-	} else if alloc, _ = p.place(s, name); alloc == nil {
-		return 0, nil
-	}
-	node, err := p.cache.view(name, s.added[name], s.removed[name])
-	if err != nil {
+	node, status := s.node(p.cache.nodeView(name), name)
+	if status != nil {
 		return 0, nil
 	}
 	policy := p.args.NodePolicy
 	if s.req.NodePolicy != "" {
 		policy = s.req.NodePolicy
 	}
-	return placement.Score(node, alloc, policy), nil
+	score, _ := placement.ScoreFit(node, s.req, p.placeOpts, policy)
+	return score, nil
 }
 
 // ScoreExtensions: scores are already on the framework's 0..100 scale.

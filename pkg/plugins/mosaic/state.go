@@ -3,7 +3,6 @@ package mosaic
 import (
 	"fmt"
 	"maps"
-	"sync"
 
 	fwk "k8s.io/kube-scheduler/framework"
 
@@ -13,15 +12,12 @@ import (
 const stateKey fwk.StateKey = Name
 
 // cycleState is what PreFilter parsed, the dry-run adjustments of
-// preemption, and the placements Filter found for Score and Reserve.
+// preemption, and the allocation Reserve chose.
 type cycleState struct {
 	req *device.PodRequest
 	// added and removed hold, per node, the footprints of the pods that
 	// preemption's AddPod/RemovePod moved in or out. Clone copies them.
 	added, removed map[string]map[string]device.Usage
-	// placements caches Filter's allocation per node; Filter runs in
-	// parallel across nodes.
-	placements *sync.Map // node name -> *device.Allocation
 	// chosen is the allocation Reserve assumed, for Bind.
 	chosen *device.Allocation
 }
@@ -29,8 +25,6 @@ type cycleState struct {
 func (s *cycleState) Clone() fwk.StateData {
 	c := *s
 	c.added, c.removed = cloneDeltas(s.added), cloneDeltas(s.removed)
-	// Placements found against other adjustments are not valid in the clone.
-	c.placements = &sync.Map{}
 	return &c
 }
 
@@ -52,7 +46,6 @@ func (s *cycleState) adjust(set map[string]map[string]device.Usage, node string,
 	for id, u := range fp {
 		m[id] = m[id].Add(u)
 	}
-	s.placements.Delete(node)
 }
 
 func getState(state fwk.CycleState) (*cycleState, error) {
