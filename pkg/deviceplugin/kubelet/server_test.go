@@ -115,15 +115,7 @@ func TestServerWithFakeKubelet(t *testing.T) {
 	if err != nil || !opts.GetPreferredAllocationAvailable {
 		t.Fatalf("after re-registration: %v, %v", opts, err)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(kubelettest.WaitTimeout):
-		t.Fatal("server did not stop")
-	}
+	stopServer(t, cancel, done)
 }
 
 // A plugin whose registration fails (no kubelet yet, or a restarting one
@@ -162,15 +154,7 @@ func TestServerRetriesRegistration(t *testing.T) {
 	if reg := kubelet.WaitRegistered(t); reg.ResourceName != "nvidia.com/gpu" {
 		t.Fatalf("registration = %+v", reg)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(kubelettest.WaitTimeout):
-		t.Fatal("server did not stop")
-	}
+	stopServer(t, cancel, done)
 }
 
 type refusingKubelet struct {
@@ -194,5 +178,20 @@ func TestPreferDistinctCards(t *testing.T) {
 	// More shares than cards: fall back to shares on used cards.
 	if got := preferDistinctCards([]string{"A::0", "A::1"}, nil, 2); len(got) != 2 {
 		t.Errorf("preferred = %v", got)
+	}
+}
+
+// stopServer ends a server's context and waits for Run to return cleanly;
+// the wait is a hang guard only.
+func stopServer(t *testing.T, cancel context.CancelFunc, done <-chan error) {
+	t.Helper()
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(kubelettest.WaitTimeout):
+		t.Fatal("server did not stop")
 	}
 }
