@@ -186,4 +186,3 @@ func hasVerb(verbs []string, v string) bool {
 // isHook reports whether a rendered object is a Helm hook, which Helm
 // creates only at the hook's event.
 func isHook(u *unstructured.Unstructured) bool { return u.GetAnnotations()["helm.sh/hook"] != "" }
-
