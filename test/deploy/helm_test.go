@@ -3,11 +3,14 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"os"
+	"strings"
 	"testing"
 	"time"
 
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart"
+	"helm.sh/helm/v3/pkg/chartutil"
 	"helm.sh/helm/v3/pkg/release"
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 
@@ -33,7 +36,42 @@ func helmConfig(t *testing.T, namespace string) *action.Configuration {
 	if err := cfg.Init(flags, namespace, "secret", t.Logf); err != nil {
 		t.Fatal(err)
 	}
+	// What Helm asks discovery for, but for the version: an API server
+	// built without release stamping reports v0.0.0, which the chart's
+	// kubeVersion refuses; it is the kube-apiserver of the k8s.io/kubernetes
+	// module this test links.
+	dc, err := flags.ToDiscoveryClient()
+	if err != nil {
+		t.Fatal(err)
+	}
+	apiVersions, err := action.GetVersionSet(dc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Capabilities = &chartutil.Capabilities{APIVersions: apiVersions, KubeVersion: serverVersion(t), HelmVersion: chartutil.DefaultCapabilities.HelmVersion}
 	return cfg
+}
+
+// serverVersion is the version of the linked kube-apiserver: the
+// k8s.io/kubernetes requirement of go.mod (a test binary carries no
+// module versions).
+func serverVersion(t *testing.T) chartutil.KubeVersion {
+	t.Helper()
+	b, err := os.ReadFile("../../go.mod")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "k8s.io/kubernetes" {
+			v, err := chartutil.ParseKubeVersion(f[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			return *v
+		}
+	}
+	t.Fatal("go.mod requires no k8s.io/kubernetes")
+	return chartutil.KubeVersion{}
 }
 
 func loadChart(t *testing.T) *chart.Chart {
