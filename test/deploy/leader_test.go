@@ -239,6 +239,12 @@ func TestLeaderKilledMidStream(t *testing.T) {
 	<-leader.done
 	killed := time.Now()
 	boundAtKill := boundPods()
+	// The dead leader's last renewal: the standby may take the lease only
+	// a lease duration after it, or two replicas would lead at once.
+	last, err := cs.CoordinationV1().Leases(ns).Get(ctx, "mosaic-scheduler", metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	<-firstHalf
 	create(pods/2, pods)
 
@@ -260,8 +266,12 @@ func TestLeaderKilledMidStream(t *testing.T) {
 	if after.transitions != *before.Spec.LeaseTransitions+1 {
 		t.Errorf("lease transitions %d -> %d, want one hand-over", *before.Spec.LeaseTransitions, after.transitions)
 	}
-	t.Logf("leader killed with %d pods bound; the standby took the lease %v later (lease duration %ds)",
-		len(boundAtKill), after.acquired.Sub(killed).Round(time.Second), *before.Spec.LeaseDurationSeconds)
+	duration := time.Duration(*last.Spec.LeaseDurationSeconds) * time.Second
+	if *last.Spec.HolderIdentity == *before.Spec.HolderIdentity && after.acquired.Before(last.Spec.RenewTime.Add(duration)) {
+		t.Errorf("the standby took the lease at %v, within %v of the dead leader's last renewal at %v", after.acquired, duration, last.Spec.RenewTime.Time)
+	}
+	t.Logf("leader killed with %d pods bound; the standby took the lease %v after the kill, %v after the last renewal (lease duration %v)",
+		len(boundAtKill), after.acquired.Sub(killed).Round(100*time.Millisecond), after.acquired.Sub(last.Spec.RenewTime.Time).Round(100*time.Millisecond), duration)
 
 	final := waitBound(pods, 5*waitTimeout)
 	for name, node := range boundAtKill {
