@@ -68,3 +68,61 @@ the key.
 {{- fail (printf "webhook.overridePolicy: %q, want deny or warn" .Values.webhook.overridePolicy) }}
 {{- end }}
 {{- end }}
+
+{{/*
+mosaic.schedulerConfig: the scheduler's KubeSchedulerConfiguration, which
+the webhook reads too; its hash restarts both when it changes.
+*/}}
+{{- define "mosaic.schedulerConfig" -}}
+{{- $ns := .Release.Namespace }}
+{{- $profile := include "mosaic.profileName" . }}
+{{- $lease := ternary "kube-scheduler" "mosaic-scheduler" .Values.scheduler.replaceDefault }}
+apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+leaderElection:
+  leaderElect: true
+  resourceName: {{ $lease }}
+  resourceNamespace: {{ $ns }}
+  leaseDuration: {{ .Values.scheduler.leaderElection.leaseDuration }}
+  renewDeadline: {{ .Values.scheduler.leaderElection.renewDeadline }}
+  retryPeriod: {{ .Values.scheduler.leaderElection.retryPeriod }}
+profiles:
+- schedulerName: {{ $profile }}
+  plugins:
+    preFilter: {enabled: [{name: Mosaic}]}
+    filter: {enabled: [{name: Mosaic}]}
+    preScore: {enabled: [{name: Mosaic}]}
+    score: {enabled: [{name: Mosaic, weight: 10}]}
+    reserve: {enabled: [{name: Mosaic}]}
+    bind:
+      disabled: [{name: "*"}]
+      enabled: [{name: Mosaic}, {name: DefaultBinder}]
+  pluginConfig:
+  - name: Mosaic
+    args:
+      nodePolicy: {{ .Values.scheduler.defaultSchedulerPolicy.nodeSchedulerPolicy }}
+      gpuPolicy: {{ .Values.scheduler.defaultSchedulerPolicy.gpuSchedulerPolicy }}
+      numaPolicy: {{ .Values.scheduler.numaPolicy }}
+      deviceSplitCount: {{ .Values.devicePlugin.deviceSplitCount }}
+      deviceMemoryScaling: {{ .Values.devicePlugin.deviceMemoryScaling }}
+      deviceCoreScaling: {{ .Values.devicePlugin.deviceCoreScaling }}
+      {{- with .Values.scheduler.defaultMem }}
+      defaultMemoryMiB: {{ . }}
+      {{- end }}
+      {{- with .Values.scheduler.defaultCores }}
+      defaultCores: {{ . }}
+      {{- end }}
+      {{- with .Values.scheduler.ascendModels }}
+      ascendModels: {{- toYaml . | nindent 6 }}
+      {{- end }}
+  - name: NodeResourcesFit
+    args:
+      scoringStrategy:
+        type: LeastAllocated
+        resources: [{name: cpu, weight: 1}, {name: memory, weight: 1}]
+      {{- $ignored := list "nvidia.com/gpumem" "nvidia.com/gpumem-percentage" "nvidia.com/gpucores" "huawei.com/Ascend910A-memory" "huawei.com/Ascend910B-memory" "huawei.com/Ascend910B3-memory" "huawei.com/Ascend910B4-memory" "huawei.com/Ascend310P-memory" }}
+      {{- range .Values.scheduler.ascendModels }}
+      {{- $ignored = append $ignored (printf "huawei.com/%s-memory" .name) | uniq }}
+      {{- end }}
+      ignoredResources: [{{ join ", " $ignored }}]
+{{- end }}
