@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	v1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -242,4 +243,37 @@ func sameSecrets(a, b secrets) bool {
 
 func tlsKeyPair(data map[string][]byte) (tls.Certificate, error) {
 	return tls.X509KeyPair(data["tls.crt"], data["tls.key"])
+}
+
+// A signing key created by hand for the plain manifests, marked for
+// adoption as docs/install.md says, is the one the chart installs with.
+func TestInstallAdoptsTheSigningKey(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*waitTimeout)
+	defer cancel()
+	const ns = "kube-system"
+	key := []byte(base64.StdEncoding.EncodeToString([]byte(strings.Repeat("k", 32))))
+	sec := &v1.Secret{ObjectMeta: metav1.ObjectMeta{Name: keySecret, Namespace: ns,
+		Labels:      map[string]string{"app.kubernetes.io/managed-by": "Helm"},
+		Annotations: map[string]string{"meta.helm.sh/release-name": releaseName, "meta.helm.sh/release-namespace": ns}},
+		Data: map[string][]byte{device.CurrentKey: key}}
+	if _, err := cp.Client.CoreV1().Secrets(ns).Create(ctx, sec, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	install(t, ns, nil)
+	got, err := cp.Client.CoreV1().Secrets(ns).Get(ctx, keySecret, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got.Data[device.CurrentKey]) != string(key) || len(got.Data) != 1 {
+		t.Errorf("after install the Secret holds %d keys, current %q; want the adopted key", len(got.Data), got.Data[device.CurrentKey])
+	}
+	if got.Labels["app.kubernetes.io/part-of"] != "mosaic" {
+		t.Errorf("the adopted Secret's labels %v: want the chart's", got.Labels)
+	}
+	if _, err := uninstall(t, ns); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cp.Client.CoreV1().Secrets(ns).Get(ctx, keySecret, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
+		t.Errorf("the adopted Secret after uninstall: %v", err)
+	}
 }
