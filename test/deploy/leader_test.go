@@ -3,6 +3,7 @@ package deploy
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -233,7 +234,9 @@ func TestLeaderKilledMidStream(t *testing.T) {
 	firstHalf := make(chan struct{})
 	go func() { defer close(firstHalf); create(0, pods/2) }()
 	waitBound(pods/5, waitTimeout)
-	if err := leader.cmd.Process.Kill(); err != nil {
+	// A leader that lost its lease on a loaded machine has exited by
+	// itself, as kube-scheduler does; that is a kill too.
+	if err := leader.cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
 		t.Fatal(err)
 	}
 	<-leader.done
