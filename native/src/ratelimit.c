@@ -426,8 +426,10 @@ static void measure(struct card *c, struct batch *b, uint64_t now)
 	 * the kernel's own duration. */
 	if (b->stall > 0)
 		s = e - s > (int64_t)b->stall ? s + (int64_t)b->stall : e, b->sample = 0;
-	if (b->sample && b->n == 1 && e > s)
-		learn(c, b->kind, (uint64_t)(e - s));
+	/* A kernel too short for the events' resolution is known all the
+	 * same (1 ns): a kind without a duration ends its slice at once. */
+	if (b->sample && b->n == 1 && e >= s)
+		learn(c, b->kind, e > s ? (uint64_t)(e - s) : 1);
 	int64_t from = s > c->watermark ? s : c->watermark;
 	if (e > from) {
 		uint64_t ns = (uint64_t)(e - from);
@@ -647,8 +649,9 @@ static int gate_enter(struct card *c, const struct mosaic_dev *d, CUcontext ctx,
 			c->hold_state = 0;
 	}
 	int w = -1; /* this thread's place in the budget's queue */
+	uint64_t now;
 	for (;;) {
-		uint64_t now = now_ns();
+		now = now_ns();
 		if (c->draining || atomic_load(&capturing)) {
 			if (atomic_load(&capturing)) {
 				leave_line(c, w);
@@ -784,20 +787,21 @@ static int gate_enter(struct card *c, const struct mosaic_dev *d, CUcontext ctx,
 	}
 	c->inlaunch++;
 	pthread_mutex_unlock(&c->mu);
-	launch_t0 = now_ns();
+	launch_t0 = now; /* microseconds early at most: a stall is 200 */
 	return i + 1;
 }
 
 static void gate_exit(struct card *c, int slot, CUstream stream, uint64_t kind)
 {
 	int held = release_hold(); /* first: the stream waits for it */
+	uint64_t now = now_ns();
 	pthread_mutex_lock(&c->mu);
 	c->inlaunch--;
 	int i = slot - 1, sample = 0;
 	if (i < c->nopen && c->open[i].stream == stream) {
 		if (c->open[i].held && !held) /* let go early: not the kernel's own time */
 			c->open[i].sample = 0;
-		uint64_t m = duration(c, kind), took = now_ns() - launch_t0;
+		uint64_t m = duration(c, kind), took = now - launch_t0;
 		/* Only behind an idle stream: a call that waited for room in a
 		 * full queue stalled while the card worked. */
 		if (c->open[i].n == 0 && c->open[i].idle && !c->open[i].held && took > STALL_NS)
@@ -812,12 +816,12 @@ static void gate_exit(struct card *c, int slot, CUstream stream, uint64_t kind)
 		 * first step took 1.1 s. */
 		sample = c->open[i].sample || !known(c, kind);
 	}
-	c->last_exit = now_ns();
+	c->last_exit = now;
 	uint64_t max_n = c->per_launch_ns ? SLICE_GPU_NS / c->per_launch_ns : 16;
 	++c->slice_n;
 	if (!c->draining && c->nopen > 0 &&
 	    (sample || c->slice_n >= (max_n ? max_n : 1) ||
-	     ((c->slice_n & 7) == 0 && now_ns() - c->slice_t0 >= SLICE_HOST_NS))) {
+	     ((c->slice_n & 7) == 0 && now - c->slice_t0 >= SLICE_HOST_NS))) {
 		close_slice(c);
 		collect(c, -1);
 	}
