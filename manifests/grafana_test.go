@@ -51,11 +51,11 @@ type grafanaDashboard struct {
 type grafanaDatasource struct{ Type, UID string }
 
 type grafanaPanel struct {
-	ID          int    `json:"id"`
-	Type        string `json:"type"`
-	Title       string `json:"title"`
-	Description string `json:"description"`
-	Collapsed   bool   `json:"collapsed"`
+	ID          int                      `json:"id"`
+	Type        string                   `json:"type"`
+	Title       string                   `json:"title"`
+	Description string                   `json:"description"`
+	Collapsed   bool                     `json:"collapsed"`
 	GridPos     struct{ X, Y, W, H int } `json:"gridPos"`
 	Datasource  *grafanaDatasource       `json:"datasource"`
 	FieldConfig *struct {
