@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	v1 "k8s.io/api/core/v1"
@@ -128,18 +129,42 @@ func descName(d *metrics.Desc) string {
 
 var registerMetrics sync.Once
 
+// hotMetrics are the series Filter and Score touch for every node,
+// resolved once: a vector's lookup by label values costs as much as the
+// update.
+type hotMetrics struct {
+	duration map[string]metrics.ObserverMetric
+	failures map[string]map[string]metrics.CounterMetric // by point, reason
+}
+
+var hot atomic.Pointer[hotMetrics]
+
 // registerAll registers the metrics once a process; component-base
 // metrics record nothing before they are registered.
 func registerAll() {
 	registerMetrics.Do(func() {
 		legacyregistry.MustRegister(extensionDuration, allocationFailures, binds, queueingHints)
 		legacyregistry.CustomMustRegister(&cacheCollector{})
+		h := &hotMetrics{duration: map[string]metrics.ObserverMetric{}, failures: map[string]map[string]metrics.CounterMetric{}}
+		for _, point := range []string{pointPreFilter, pointFilter, pointScore, pointReserve, pointBind} {
+			h.duration[point] = extensionDuration.WithLabelValues(point)
+			h.failures[point] = map[string]metrics.CounterMetric{}
+			for r := range knownReasons {
+				h.failures[point][r] = allocationFailures.WithLabelValues(point, r)
+			}
+		}
+		hot.Store(h)
 	})
 }
 
 // observe records the time since start for an extension point.
 func observe(point string, start time.Time) {
-	extensionDuration.WithLabelValues(point).Observe(time.Since(start).Seconds())
+	d := time.Since(start).Seconds()
+	if h := hot.Load(); h != nil {
+		h.duration[point].Observe(d)
+		return
+	}
+	extensionDuration.WithLabelValues(point).Observe(d)
 }
 
 // knownReasons are the reasons counted under their own label value; any
@@ -172,6 +197,12 @@ func countFailure(point string, s *fwk.Status) {
 			r = reasonInvalidInventory
 		default:
 			r = reasonOther
+		}
+		if h := hot.Load(); h != nil {
+			if c := h.failures[point][r]; c != nil {
+				c.Inc()
+				continue
+			}
 		}
 		allocationFailures.WithLabelValues(point, r).Inc()
 	}
