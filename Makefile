@@ -7,7 +7,7 @@ export CGO_CFLAGS ?= -Wno-deprecated-declarations
 TEST_P    ?= 2
 TEST_TIMEOUT ?= 40m
 
-.PHONY: all build demo test test-go test-native lint fuzz bench chain-artifacts clean manifests
+.PHONY: all build demo demo-ui test test-go test-native lint fuzz bench chain-artifacts clean manifests
 
 all: build
 
@@ -42,6 +42,12 @@ native:
 # in-process API server, placing examples/demo.yaml.
 demo: $(BIN)/mosaic-sim
 	$(BIN)/mosaic-sim -f examples/demo.yaml
+
+# The same run, then its cluster kept in the dashboard (docs/dashboard.md)
+# until Ctrl-C; the address it prints is the one it listens on.
+DEMO_UI_ADDR ?= 127.0.0.1:8080
+demo-ui: $(BIN)/mosaic-sim
+	$(BIN)/mosaic-sim -f examples/demo.yaml --serve $(DEMO_UI_ADDR)
 
 test: lint test-native test-go
 

@@ -1,7 +1,8 @@
 // Command mosaic-dashboard serves a read-only web view of the cluster's
-// cards and who holds them, from the API objects.
+// cards, who holds them and what they use, from the API objects and, with
+// --prometheus, the node agents' metrics (docs/dashboard.md).
 //
-//	mosaic-dashboard [--kubeconfig FILE] [--addr :8080]
+//	mosaic-dashboard [--kubeconfig FILE] [--addr :8080] [--prometheus URL]
 package main
 
 import (
@@ -14,9 +15,6 @@ import (
 	"syscall"
 	"time"
 
-	v1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/klog/v2"
@@ -32,14 +30,16 @@ func main() {
 	split := flag.Int("split-count", device.DefaultSplitCount, "the scheduler's deviceSplitCount, for nodes whose inventory does not say")
 	mem := flag.Float64("memory-scaling", device.DefaultScaling, "the scheduler's deviceMemoryScaling, for nodes whose inventory does not say")
 	cores := flag.Float64("core-scaling", device.DefaultScaling, "the scheduler's deviceCoreScaling, for nodes whose inventory does not say")
+	prom := flag.String("prometheus", "", "Prometheus server scraping the node agents (e.g. http://prometheus:9090), for the cards' and containers' live use; empty: allocations only")
+	scheduler := flag.String("scheduler-name", "", "schedulerName written into the pod specs of the helper; empty: left to the admission webhook")
 	flag.Parse()
-	if err := run(*kubeconfig, *addr, device.NodeConfig{SplitCount: *split, MemoryScaling: *mem, CoreScaling: *cores}); err != nil {
+	if err := run(*kubeconfig, *addr, *prom, *scheduler, device.NodeConfig{SplitCount: *split, MemoryScaling: *mem, CoreScaling: *cores}); err != nil {
 		klog.ErrorS(err, "mosaic-dashboard failed")
 		os.Exit(1)
 	}
 }
 
-func run(kubeconfig, addr string, defaults device.NodeConfig) error {
+func run(kubeconfig, addr, prom, scheduler string, defaults device.NodeConfig) error {
 	if err := defaults.Validate("flags"); err != nil {
 		return err
 	}
@@ -54,16 +54,17 @@ func run(kubeconfig, addr string, defaults device.NodeConfig) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	f := informers.NewSharedInformerFactory(cs, 0)
-	nodes, pods := f.Core().V1().Nodes().Lister(), f.Core().V1().Pods().Lister()
-	f.Start(ctx.Done())
-	f.WaitForCacheSync(ctx.Done())
-	h := dashboard.Handler(dashboard.Source{
-		Nodes:    func() []*v1.Node { l, _ := nodes.List(labels.Everything()); return l },
-		Pods:     func() []*v1.Pod { l, _ := pods.List(labels.Everything()); return l },
-		Defaults: defaults,
-	})
-	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	src, err := dashboard.WatchCluster(ctx, cs, defaults)
+	if err != nil {
+		return err
+	}
+	src.SchedulerName = scheduler
+	if prom != "" {
+		if src.Live, err = dashboard.NewPrometheus(prom); err != nil {
+			return err
+		}
+	}
+	srv := &http.Server{Addr: addr, Handler: dashboard.Handler(src), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
 		_ = srv.Close()

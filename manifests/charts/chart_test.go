@@ -2,6 +2,7 @@ package charts
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"io"
 	"os"
@@ -40,6 +41,13 @@ func TestPlainManifestsAreRendered(t *testing.T) {
 		if _, ok := want[name]; !ok {
 			t.Errorf("manifests/%s is rendered from no template; remove it or add it to PlainFiles", name)
 		}
+	}
+	dash, err := os.ReadFile(filepath.Join("..", Dashboard))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if chartDash, err := files.ReadFile(ChartDashboard); err != nil || string(chartDash) != string(dash) {
+		t.Errorf("manifests/charts/%s is not a copy of manifests/%s (run make manifests): %v", ChartDashboard, Dashboard, err)
 	}
 	for name, text := range want {
 		got, err := os.ReadFile(filepath.Join("..", name))
@@ -275,4 +283,31 @@ func TestWebhookCertificates(t *testing.T) {
 	if ca == "" || ca != bundle {
 		t.Errorf("the webhook trusts CA %.20q, the Secret holds %.20q", bundle, ca)
 	}
+}
+
+// The dashboard's ConfigMap holds the dashboard as JSON, its data source
+// the one named, none left to ask for.
+func TestGrafanaDashboardConfigMap(t *testing.T) {
+	out, err := Render(PlainNamespace, map[string]any{"grafanaDashboard": map[string]any{"enabled": true, "datasourceUid": "prom-1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objects(t, out) {
+		if o.obj.GetKind() != "ConfigMap" || o.obj.GetName() != "mosaic-grafana-dashboard" {
+			continue
+		}
+		if o.obj.GetLabels()["grafana_dashboard"] != "1" {
+			t.Errorf("labels %v", o.obj.GetLabels())
+		}
+		s, _, _ := unstructured.NestedString(o.obj.Object, "data", "mosaic.json")
+		var d map[string]any
+		if err := json.Unmarshal([]byte(s), &d); err != nil {
+			t.Fatalf("mosaic.json: %v", err)
+		}
+		if strings.Contains(s, "${DS_PROMETHEUS}") || !strings.Contains(s, `"uid": "prom-1"`) {
+			t.Error("the dashboard's data source is not the one named")
+		}
+		return
+	}
+	t.Error("no mosaic-grafana-dashboard ConfigMap")
 }

@@ -34,6 +34,14 @@ var ChartOnly = map[string]bool{
 	"templates/metrics.yaml":         true,
 }
 
+// Dashboard is the Grafana dashboard, relative to manifests/; the chart
+// holds a copy (ChartDashboard, relative to manifests/charts/), since a
+// chart reads only its own files. `make manifests` copies it.
+const (
+	Dashboard      = "grafana/mosaic-dashboard.json"
+	ChartDashboard = Name + "/dashboards/mosaic.json"
+)
+
 // plainHeader starts every plain manifest.
 const plainHeader = "# Rendered from manifests/charts/mosaic by `make manifests`: change the chart,\n# not this file (a test fails while they differ).\n"
 

@@ -18,8 +18,7 @@
  * queued (7 us on an H200: more than a small kernel runs), so a timed
  * launch's start event can be held back by a stream wait on a host-mapped
  * word until the launch is queued; its timing is then the kernel's own
- * (MOSAIC_TIMING_HOLD=1, off by default until measured on every driver:
- * hold_start says why it is guarded). The same durations pace a force container: a launch
+ * (MOSAIC_TIMING_HOLD=0 turns it off; hold_start says why it is guarded). The same durations pace a force container: a launch
  * waits until the budget covers it, so step times stay even.
  *
  * Capture: while any stream of the process captures a graph, launches pass
@@ -43,16 +42,23 @@
 
 #define SLICE_HOST_NS 1000000ULL  /* close a slice after 1 ms of launching */
 #define SLICE_GPU_NS 2000000ULL   /* ... or once it holds ~2 ms of predicted GPU work */
+#define LATE_NS 100000ULL         /* an end event recorded this long after the last launch is late */
 #define REBASE_NS 1000000000ULL   /* a new reference event every second keeps float ms exact */
 #define DRAIN_HOLD_NS 5000000ULL  /* a draining holder keeps its lease this far ahead */
 #define SLEEP_MIN_NS 100000ULL    /* nanosleep rarely returns sooner than ~60 us */
 #define MAX_OPEN 16               /* streams in one slice */
 #define RING 64                   /* closed, unread batches */
 #define POOL 64
+#define STALL_NS 200000ULL /* a launch call this long stalled on the host (lazy loading) */
+#define IDLE_START_NS 10000ULL /* an idle card completes a start event this much early, at most (7 us on an H200) */
+#define OVERLAP_SAMPLE_NS 20000000ULL /* learn the overlap of streams over 20 ms of their work */
 
 #define UNKNOWN UINT64_MAX
 
 #define KINDS 512 /* launch kinds remembered per card */
+#define WAITERS 16 /* threads waiting for a force budget, served oldest first */
+#define WAITER_FRESH_NS 10000000ULL /* a waiter that stopped looking for 10 ms is gone */
+#define YIELD_NS 50000ULL
 
 struct batch {
 	CUevent start, end;
@@ -60,7 +66,9 @@ struct batch {
 	uint64_t pred; /* predicted GPU time, ns */
 	uint64_t est;  /* its launches' measured durations, ns; UNKNOWN */
 	uint64_t kind; /* sample: the launch kind timed alone */
+	uint64_t stall; /* host time its first launch call took, when that call stalled */
 	uint8_t sample, streams; /* one launch timed alone; streams in its slice */
+	uint8_t late; /* its end event was recorded well after its last launch */
 };
 
 /* How long one kind of launch (a kernel with a grid size, a graph) runs. */
@@ -86,7 +94,9 @@ struct card {
 		uint32_t n;
 		uint64_t est; /* UNKNOWN once a launch had no estimate */
 		uint64_t kind;
+		uint64_t stall; /* see struct batch */
 		uint8_t sample, held; /* held: its start waits for its launch (hold_start) */
+		uint8_t idle; /* nothing of this context was in flight when it opened */
 	} open[MAX_OPEN];
 	int nopen;
 	uint32_t slice_n;
@@ -100,11 +110,18 @@ struct card {
 	int64_t ref_off, watermark;
 	uint64_t ref_host;
 	uint64_t per_launch_ns; /* a batch's charge per launch, moving average */
+	/* How much streams of one slice overlap: their union over the sum of
+	 * their launches' durations, in 1/1024. Kernels that each fill the card
+	 * run one after another (1024); small ones side by side. Learned from
+	 * the slices of several streams, so that the work in flight is
+	 * predicted as it will be charged. */
+	uint64_t overlap, ov_est, ov_got;
 	struct kind kinds[KINDS];
 	uint64_t mean_ns, clock; /* mean of all timed launches; the table's clock */
 	uint64_t pred_ns; /* predicted GPU time of the closed, unread batches */
 	uint64_t open_ns; /* ... and of the launches in the open slice */
 	uint64_t last_collect, rng;
+	uint64_t last_exit; /* when the last launch call returned */
 	CUevent pool[POOL];
 	int npool;
 	/* A host-mapped word that a timed launch's stream waits on (hold_start). */
@@ -116,6 +133,13 @@ struct card {
 	uint32_t watch_mark; /* watchdog: a value still awaited at its last look */
 	int watch_marked;
 	uint64_t hold_stalls; /* holds the watchdog had to let go (statistics) */
+	/* Threads waiting for the budget: when it covers a launch, the one that
+	 * has waited longest goes first. Without an order, whichever woke first
+	 * won, and one thread of four on their own streams took 1.7-4 times its
+	 * median step now and then. */
+	struct {
+		uint64_t since, seen;
+	} waiters[WAITERS];
 };
 
 static struct card cards[MOSAIC_MAX_CARDS];
@@ -125,6 +149,9 @@ static _Atomic int capturing;
 /* initial-exec: no __tls_get_addr call on the launch path (the library is
  * preloaded, so its TLS is in the static block). */
 #define TLS __thread __attribute__((tls_model("initial-exec")))
+
+/* When this thread's launch call in progress began (after its gate). */
+static TLS uint64_t launch_t0;
 
 /* The hold this thread's launch in progress must release. */
 static TLS uint32_t *held_word;
@@ -282,7 +309,7 @@ static void hold_start(struct card *c, CUstream stream)
 	static int enabled = -1;
 	if (enabled < 0) {
 		const char *e = getenv("MOSAIC_TIMING_HOLD");
-		enabled = e != NULL && e[0] == '1';
+		enabled = e == NULL || e[0] != '0';
 	}
 	if (!enabled)
 		return;
@@ -393,17 +420,44 @@ static void measure(struct card *c, struct batch *b, uint64_t now)
 	if (elapsed_ns(b->start ? b->start : c->ref, b->end, &e) != 0)
 		goto out;
 	e += s;
-	if (b->sample && b->n == 1 && e > s)
-		learn(c, b->kind, (uint64_t)(e - s));
+	/* The first launch call of a batch that stalled on the host (a kernel's
+	 * module loaded lazily: tens of ms at a workload's start) kept the
+	 * stream idle after its start event completed: not GPU time, and not
+	 * the kernel's own duration. */
+	if (b->stall > 0)
+		s = e - s > (int64_t)b->stall ? s + (int64_t)b->stall : e, b->sample = 0;
+	/* A kernel too short for the events' resolution is known all the
+	 * same (1 ns): a kind without a duration ends its slice at once. */
+	if (b->sample && b->n == 1 && e >= s)
+		learn(c, b->kind, e > s ? (uint64_t)(e - s) : 1);
 	int64_t from = s > c->watermark ? s : c->watermark;
 	if (e > from) {
 		uint64_t ns = (uint64_t)(e - from);
-		if (!b->sample && b->streams == 1 && b->est != UNKNOWN && b->est < ns)
-			ns = b->est;
+		/* One stream: host gaps between its kernels are not its GPU
+		 * time, so it is charged no more than its launches' durations.
+		 * A single launch whose end was recorded right after it has no
+		 * gaps: only an idle card's early start separates its events,
+		 * and the durations lag a card that slows as it heats (95 %
+		 * busy charged as 88 at force 90). */
+		if (!b->sample && b->streams == 1 && b->est != UNKNOWN && b->est < ns) {
+			uint64_t least = b->n == 1 && !b->late && ns > IDLE_START_NS ? ns - IDLE_START_NS : 0;
+			ns = b->est > least ? b->est : least;
+		}
+		if (b->streams > 1 && b->est != UNKNOWN)
+			c->ov_got += ns;
 		if (c->joined == 1)
 			mosaic_lease_charge(&c->lease, ns, now);
 		uint64_t per = ns / (b->n ? b->n : 1);
 		c->per_launch_ns = c->per_launch_ns ? (3 * c->per_launch_ns + per) / 4 : per;
+	}
+	if (b->streams > 1 && b->est != UNKNOWN) {
+		c->ov_est += b->est;
+		if (c->ov_est >= OVERLAP_SAMPLE_NS) {
+			uint64_t r = (c->ov_got << 10) / c->ov_est;
+			r = r > 1024 ? 1024 : r < 1024 / MAX_OPEN ? 1024 / MAX_OPEN : r;
+			c->overlap = (3 * c->overlap + r) / 4;
+			c->ov_est = c->ov_got = 0;
+		}
 	}
 	if (e > c->watermark)
 		c->watermark = e;
@@ -450,6 +504,9 @@ static void collect(struct card *c, int keep)
 /* Records the end of the open slice on each of its streams. */
 static void close_slice(struct card *c)
 {
+	/* On an idle stream an end event completes when it is recorded: one
+	 * recorded late (before a wait, at the next launch) spans host time. */
+	uint8_t late = now_ns() - c->last_exit > LATE_NS;
 	for (int i = 0; i < c->nopen; i++) {
 		CUevent end = get_event(c);
 		if (end == NULL || mosaic_real.cuEventRecord(end, c->open[i].stream) != CUDA_SUCCESS) {
@@ -460,11 +517,15 @@ static void close_slice(struct card *c)
 		if (c->count == RING)
 			collect(c, RING - 1);
 		uint32_t n = c->open[i].n;
-		/* Streams of one slice overlap: predict their union, roughly. */
+		/* Streams of one slice overlap: predict their union. */
 		uint64_t est = c->open[i].est;
-		uint64_t pred = (est != UNKNOWN ? est : (uint64_t)n * c->per_launch_ns) / (uint64_t)c->nopen;
+		uint64_t pred = est != UNKNOWN ? est : (uint64_t)n * c->per_launch_ns;
+		if (c->nopen > 1)
+			pred = pred * c->overlap >> 10;
 		c->ring[(c->head + c->count) % RING] = (struct batch){
-			c->open[i].start, end, n, pred, est, c->open[i].kind, c->open[i].sample, (uint8_t)c->nopen};
+			.start = c->open[i].start, .end = end, .n = n, .pred = pred, .est = est,
+			.kind = c->open[i].kind, .stall = c->open[i].stall, .sample = c->open[i].sample,
+			.streams = (uint8_t)c->nopen, .late = late};
 		c->count++;
 		c->pred_ns += pred;
 	}
@@ -522,6 +583,41 @@ static uint64_t allowance(struct card *c, uint64_t now)
 	return a > SLICE_GPU_NS ? a : SLICE_GPU_NS;
 }
 
+/* Joins the budget's queue (w < 0: not yet in it) and says it is still
+ * there. Called with mu held; returns the thread's place. */
+static int wait_in_line(struct card *c, int w, uint64_t now)
+{
+	if (w < 0) {
+		for (int i = 0; i < WAITERS; i++)
+			if (c->waiters[i].since == 0 || now - c->waiters[i].seen > WAITER_FRESH_NS) {
+				c->waiters[i].since = now, w = i;
+				break;
+			}
+		if (w < 0)
+			return -1; /* more threads than places: this one goes unordered */
+	}
+	c->waiters[w].seen = now;
+	return w;
+}
+
+/* Whether another thread has waited longer (w: this thread's place, or
+ * -1 when it has not waited at all). */
+static int someone_first(struct card *c, int w, uint64_t now)
+{
+	uint64_t mine = w >= 0 ? c->waiters[w].since : UINT64_MAX;
+	for (int i = 0; i < WAITERS; i++)
+		if (i != w && c->waiters[i].since != 0 && c->waiters[i].since < mine &&
+		    now - c->waiters[i].seen <= WAITER_FRESH_NS)
+			return 1;
+	return 0;
+}
+
+static void leave_line(struct card *c, int w)
+{
+	if (w >= 0)
+		c->waiters[w].since = 0;
+}
+
 /* Gets the card for a launch on stream. Returns 1 when the launch is
  * measured (gate_exit must follow), 0 when it goes through as it is. */
 static int gate_enter(struct card *c, const struct mosaic_dev *d, CUcontext ctx, CUstream stream, uint64_t kind)
@@ -548,15 +644,23 @@ static int gate_enter(struct card *c, const struct mosaic_dev *d, CUcontext ctx,
 		c->ref = NULL;
 		c->ctx = ctx;
 		c->per_launch_ns = 0;
+		c->overlap = 1024, c->ov_est = c->ov_got = 0; /* until learned: one after another */
 		if (c->hold_state == 1) /* mapped in the old context, which may be gone */
 			c->hold_state = 0;
 	}
+	int w = -1; /* this thread's place in the budget's queue */
+	uint64_t now;
 	for (;;) {
-		uint64_t now = now_ns();
+		now = now_ns();
 		if (c->draining || atomic_load(&capturing)) {
-			pthread_mutex_unlock(&c->mu);
-			if (atomic_load(&capturing))
+			if (atomic_load(&capturing)) {
+				leave_line(c, w);
+				pthread_mutex_unlock(&c->mu);
 				return 0;
+			}
+			if (w >= 0)
+				w = wait_in_line(c, w, now);
+			pthread_mutex_unlock(&c->mu);
 			sleep_ns(20000);
 			pthread_mutex_lock(&c->mu);
 			continue;
@@ -573,7 +677,8 @@ static int gate_enter(struct card *c, const struct mosaic_dev *d, CUcontext ctx,
 		if (c->lease.force) {
 			uint64_t next = duration(c, kind), half = (uint64_t)MOSAIC_BURST_NS * (uint64_t)c->lease.share / 200;
 			next = next ? next : c->per_launch_ns;
-			left = mosaic_lease_tokens(&c->lease, now) - (int64_t)(c->pred_ns + c->open_ns) -
+			uint64_t open = c->nopen > 1 ? c->open_ns * c->overlap >> 10 : c->open_ns;
+			left = mosaic_lease_tokens(&c->lease, now) - (int64_t)(c->pred_ns + open) -
 			       (int64_t)(next < half ? next : half);
 		}
 		uint64_t refill_wait = left > 0 ? 0 : (uint64_t)(-left + 1) * 100 / (uint64_t)c->lease.share;
@@ -582,13 +687,23 @@ static int gate_enter(struct card *c, const struct mosaic_dev *d, CUcontext ctx,
 			 * budget) has left, so a hand-over or a cap is not overrun
 			 * by a deep queue. */
 			if (c->count > 0 && (left <= 0 || c->pred_ns > allowance(c, now))) {
+				if (c->lease.force)
+					w = wait_in_line(c, w, now);
 				collect(c, c->count - 1);
 				continue;
 			}
 			/* A deficit shorter than a sleep can be is carried as debt:
 			 * sleeping for it would oversleep and waste the share. */
-			if (left > 0 || refill_wait < SLEEP_MIN_NS)
-				break;
+			if (left > 0 || refill_wait < SLEEP_MIN_NS) {
+				if (!c->lease.force || !someone_first(c, w, now))
+					break;
+				/* Its turn comes after theirs. */
+				w = wait_in_line(c, w, now);
+				pthread_mutex_unlock(&c->mu);
+				sleep_ns(YIELD_NS);
+				pthread_mutex_lock(&c->mu);
+				continue;
+			}
 			/* Nothing in flight and the budget short of this launch:
 			 * wait for the refill, or hand over if someone waits. */
 			if (mosaic_lease_wanted(&c->lease, now)) {
@@ -598,16 +713,19 @@ static int gate_enter(struct card *c, const struct mosaic_dev *d, CUcontext ctx,
 			/* The wait is nobody's GPU time: end the slice first. */
 			if (c->nopen > 0)
 				close_slice(c);
+			w = wait_in_line(c, w, now);
 			pthread_mutex_unlock(&c->mu);
 			sleep_ns(refill_wait > 2000000 ? 2000000 : refill_wait);
 			pthread_mutex_lock(&c->mu);
 			continue;
 		}
 		if (!c->holding && c->lease.share == 0 && !mosaic_lease_guarded(&c->lease, now)) {
+			leave_line(c, w);
 			pthread_mutex_unlock(&c->mu);
 			return 0;
 		}
 		if (left <= 0) { /* out of budget: nothing to take turns with yet */
+			w = wait_in_line(c, w, now);
 			if (c->count > 0) {
 				collect(c, c->count - 1);
 				continue;
@@ -637,6 +755,7 @@ static int gate_enter(struct card *c, const struct mosaic_dev *d, CUcontext ctx,
 		sleep_ns(wait > 5000000 ? 5000000 : wait);
 		pthread_mutex_lock(&c->mu);
 	}
+	leave_line(c, w);
 	/* Now and then a launch is timed alone: a slice of its own. Often
 	 * until the first estimates exist. */
 	c->rng ^= c->rng << 13, c->rng ^= c->rng >> 7, c->rng ^= c->rng << 17;
@@ -663,33 +782,46 @@ static int gate_enter(struct card *c, const struct mosaic_dev *d, CUcontext ctx,
 		c->open[i].stream = stream, c->open[i].start = e;
 		c->open[i].n = 0, c->open[i].est = 0, c->open[i].sample = (uint8_t)sample, c->open[i].kind = kind;
 		c->open[i].held = held_word != NULL;
+		c->open[i].stall = 0, c->open[i].idle = c->count == 0;
 		c->nopen = i + 1;
 	}
 	c->inlaunch++;
 	pthread_mutex_unlock(&c->mu);
+	launch_t0 = now; /* microseconds early at most: a stall is 200 */
 	return i + 1;
 }
 
 static void gate_exit(struct card *c, int slot, CUstream stream, uint64_t kind)
 {
 	int held = release_hold(); /* first: the stream waits for it */
+	uint64_t now = now_ns();
 	pthread_mutex_lock(&c->mu);
 	c->inlaunch--;
 	int i = slot - 1, sample = 0;
 	if (i < c->nopen && c->open[i].stream == stream) {
 		if (c->open[i].held && !held) /* let go early: not the kernel's own time */
 			c->open[i].sample = 0;
-		uint64_t m = duration(c, kind);
+		uint64_t m = duration(c, kind), took = now - launch_t0;
+		/* Only behind an idle stream: a call that waited for room in a
+		 * full queue stalled while the card worked. */
+		if (c->open[i].n == 0 && c->open[i].idle && !c->open[i].held && took > STALL_NS)
+			c->open[i].stall = took;
 		c->open_ns += m ? m : c->per_launch_ns;
 		c->open[i].n++;
 		c->open[i].est = (m == 0 || c->open[i].est == UNKNOWN) ? UNKNOWN : c->open[i].est + m;
-		sample = c->open[i].sample;
+		/* A kind without a duration yet ends its slice at once: nothing
+		 * else would keep host work after it (libraries setting up,
+		 * kernels loading as a workload starts) out of its charge; so
+		 * charged, a matmul loop at force 10 began 75 ms in debt and its
+		 * first step took 1.1 s. */
+		sample = c->open[i].sample || !known(c, kind);
 	}
+	c->last_exit = now;
 	uint64_t max_n = c->per_launch_ns ? SLICE_GPU_NS / c->per_launch_ns : 16;
 	++c->slice_n;
 	if (!c->draining && c->nopen > 0 &&
 	    (sample || c->slice_n >= (max_n ? max_n : 1) ||
-	     ((c->slice_n & 7) == 0 && now_ns() - c->slice_t0 >= SLICE_HOST_NS))) {
+	     ((c->slice_n & 7) == 0 && now - c->slice_t0 >= SLICE_HOST_NS))) {
 		close_slice(c);
 		collect(c, -1);
 	}

@@ -186,6 +186,26 @@ share "force 25, _ptsz launches" 15 28 CUDA_DEVICE_SM_LIMIT=25 $F STUB_KERNEL_US
 share "force 50, graph launches" 40 53 CUDA_DEVICE_SM_LIMIT=50 $F STUB_KERNEL_US=700 "$B/test_enforcer" share 2 graph
 share "force 25, 4 threads on 4 streams: charged once" 15 28 CUDA_DEVICE_SM_LIMIT=25 $F STUB_KERNEL_US=500 \
 	"$B/test_enforcer" streams 2 4
+# Threads on their own streams, each running steps (10 kernels, then a
+# wait): each gets its turn in the order it began to wait, so steps stay
+# even and no thread starves (served in the order they woke, one thread of
+# four made a third of another's steps, p99/median 3-5). Whether kernels of
+# several streams run side by side or one after another (each filling the
+# card), the work in flight is predicted as it is charged. Bounds are loose
+# for a loaded host (an idle one gives p99/median 1.1-1.4, fewest/most 0.8-1).
+stream_steps() { # name, env...
+	local name=$1 out s ratio fair
+	shift
+	new_scope "ss$RANDOM"
+	if out=$(run "$@" "$B/test_enforcer" stream_steps 4 4 10 500 2>"$T/err") && read -r s ratio fair <<<"$out" &&
+		within "$s" 18 30 && within "$ratio" 0 3 && within "$fair" 0.6 1; then
+		pass "$name: $s %, p99/median step $ratio, fewest/most steps $fair"
+	else
+		fail "$name: '$out' (share, p99/median, fewest/most steps of a thread)"; cat "$T/err"
+	fi
+}
+stream_steps "force 25, 4 threads' steps on streams that overlap" CUDA_DEVICE_SM_LIMIT=25 $F
+stream_steps "force 25, 4 threads' steps on streams that take turns" CUDA_DEVICE_SM_LIMIT=25 $F STUB_STREAMS_SERIAL=1
 share "limits file cores=25, policy force from env" 15 28 MOSAIC_LIMITS_FILE="$GOLDEN/limits-valid.conf" $F \
 	STUB_KERNEL_US=1000 "$B/test_enforcer" share 2 plain
 share "default 25 alone lends itself the idle card" 80 101 CUDA_DEVICE_SM_LIMIT=25 STUB_KERNEL_US=1000 \
@@ -220,6 +240,26 @@ steps "force 50, steps with waits and host gaps" 43 53 3 CUDA_DEVICE_SM_LIMIT=50
 # other step through free: p99/median was 3.9, where a loaded host gives
 # 1.6 at most).
 steps "force 50, one 25 ms kernel a step" 40 53 2.5 CUDA_DEVICE_SM_LIMIT=50 $F "$B/test_enforcer" steps 4 1 25000 0
+
+# The first launch of a kernel can stall on the host (its module loaded
+# lazily: tens of ms as a workload starts). That is not GPU time: charged,
+# at force 10 a 100 ms stall cost the next step a second (on the H200 the
+# first step of a matmul loop took 1.1 s, 8 times the others).
+new_scope startup
+if r=$(run CUDA_DEVICE_SM_LIMIT=10 $F STUB_FIRST_LAUNCH_US=100000 "$B/test_enforcer" startup 3 5000 2>"$T/err") &&
+	within "$r" 0 3; then
+	pass "force 10, a stalled first launch is not charged: longest step $r x median"
+else
+	fail "force 10, a stalled first launch: '$r' x median"; cat "$T/err"
+fi
+# Nor is host work between two launches before their durations are known.
+new_scope setup
+if r=$(run CUDA_DEVICE_SM_LIMIT=10 $F TEST_SETUP_GAP_US=100000 "$B/test_enforcer" startup 3 5000 2>"$T/err") &&
+	within "$r" 0 3; then
+	pass "force 10, host work between the first launches is not charged: longest step $r x median"
+else
+	fail "force 10, host work between the first launches: '$r' x median"; cat "$T/err"
+fi
 
 # A host-bound loop (100 us kernels, each followed by 200 us of host work)
 # keeps the card about half busy. A force 75 limit must not slow it: the

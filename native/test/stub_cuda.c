@@ -33,6 +33,8 @@ static int ndev = 2;
 static uint64_t phys = 16ULL << 30;
 static long kernel_us;
 static uint64_t latency_ns, sync_every;
+static int serial;
+static uint64_t first_ns;
 static _Atomic uint64_t nlaunches;
 static _Thread_local const char *last;
 static _Thread_local int cur_dev;
@@ -57,6 +59,8 @@ EXPORT CUresult cuInit(unsigned int flags)
 	kernel_us = (long)env_u64("STUB_KERNEL_US", 0);
 	latency_ns = env_u64("STUB_LAUNCH_LATENCY_US", 0) * 1000ULL;
 	sync_every = env_u64("STUB_LAUNCH_SYNC_EVERY", 0);
+	serial = env_u64("STUB_STREAMS_SERIAL", 0) != 0;
+	first_ns = env_u64("STUB_FIRST_LAUNCH_US", 0) * 1000ULL;
 	ctr = &local_counters;
 	const char *f = getenv("STUB_SHARED_FILE");
 	if (f != NULL) {
@@ -323,7 +327,12 @@ EXPORT CUresult cuDeviceTotalMem_v2(size_t *b, CUdevice d)
  * work queued behind it starts when a driver call first sees the word
  * written; a hold left for a second is let go and counted (stub_stuck_holds).
  * STUB_LAUNCH_SYNC_EVERY=N: every Nth launch call first waits until the
- * device is idle, as the first launch of a lazily loaded kernel can. */
+ * device is idle, as the first launch of a lazily loaded kernel can.
+ * STUB_STREAMS_SERIAL=1: a process's streams take turns instead, as
+ * kernels that each fill the card do (a large matmul on an H200).
+ * STUB_FIRST_LAUNCH_US=N: the first launch of each kernel length works on
+ * the host for N us before it queues the kernel, as loading a kernel's
+ * module lazily does. */
 static uint64_t now_ns(void)
 {
 	struct timespec t;
@@ -448,13 +457,15 @@ static int unsafe_call(void)
 static void place(struct stream *st, uint64_t earliest, uint64_t dur_ns)
 {
 	uint64_t start = earliest, o = others_tail(st->dev);
+	struct stub_proc *p = my_proc();
 	if (st->tail > start)
 		start = st->tail;
 	if (o > start)
 		start = o;
+	if (serial && p->tail[st->dev] > start)
+		start = p->tail[st->dev];
 	uint64_t end = start + dur_ns;
 	st->tail = end;
-	struct stub_proc *p = my_proc();
 	if (p->tail[st->dev] < end)
 		p->tail[st->dev] = end;
 	int d = st->dev;
@@ -503,6 +514,19 @@ static CUresult run(const char *name, CUstream s, uint64_t dur_ns)
 		return CUDA_SUCCESS;
 	if (sync_every != 0 && ++nlaunches % sync_every == 0)
 		sync_streams(0);
+	if (first_ns != 0) {
+		static uint64_t seen[64];
+		static int nseen;
+		int found = 0;
+		pthread_mutex_lock(&gpu_mu);
+		for (int i = 0; i < nseen; i++)
+			found |= seen[i] == dur_ns;
+		if (!found && nseen < 64)
+			seen[nseen++] = dur_ns;
+		pthread_mutex_unlock(&gpu_mu);
+		if (!found)
+			sleep_until(now_ns() + first_ns);
+	}
 	pthread_mutex_lock(&gpu_mu);
 	poll_holds();
 	struct stream *st = stream_of(s);

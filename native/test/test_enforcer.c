@@ -580,6 +580,64 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+/* Several host threads, each running steps on its own stream: k kernels of
+ * us microseconds, then a wait for them. Prints the share of the card,
+ * p99 / median of all threads' step times after the first second, and the
+ * fewest steps a thread made over the most. */
+static struct {
+	double seconds;
+	int k;
+	unsigned us;
+	uint64_t t0;
+	_Atomic size_t n;
+	uint64_t steps[1 << 16];
+	size_t per[16]; /* each thread's steps */
+} ss;
+
+static void *stream_steps_thread(void *arg)
+{
+	p_cuCtxSetCurrent(ctx[0]);
+	CUstream s = (CUstream)(uintptr_t)(0x200 + (uintptr_t)arg);
+	uint64_t end = ss.t0 + (uint64_t)(ss.seconds * 1e9), warm = ss.t0 + 1000000000ULL;
+	while (now_ns() < end) {
+		uint64_t a = now_ns();
+		for (int i = 0; i < ss.k; i++)
+			p_cuLaunchKernel(NULL, ss.us, 1, 1, 1, 1, 1, 0, s, NULL, NULL);
+		p_stream_sync(s);
+		size_t i = a >= warm ? atomic_fetch_add(&ss.n, 1) : SIZE_MAX;
+		if (i < sizeof ss.steps / sizeof ss.steps[0])
+			ss.steps[i] = now_ns() - a;
+		if (i != SIZE_MAX)
+			ss.per[(uintptr_t)arg]++;
+	}
+	return NULL;
+}
+
+static void t_stream_steps(double seconds, int threads, int k, unsigned us)
+{
+	pthread_t t[16];
+	ss.seconds = seconds, ss.k = k, ss.us = us, ss.t0 = now_ns();
+	for (int i = 0; i < threads && i < 16; i++)
+		pthread_create(&t[i], NULL, stream_steps_thread, (void *)(uintptr_t)i);
+	for (int i = 0; i < threads && i < 16; i++)
+		pthread_join(t[i], NULL);
+	p_sync();
+	uint64_t t1 = now_ns();
+	size_t n = atomic_load(&ss.n);
+	n = n < sizeof ss.steps / sizeof ss.steps[0] ? n : sizeof ss.steps / sizeof ss.steps[0];
+	CHECK(n > 10, "only %zu steps", n);
+	if (n <= 10)
+		return;
+	size_t lo = SIZE_MAX, hi = 0;
+	for (int i = 0; i < threads && i < 16; i++)
+		lo = ss.per[i] < lo ? ss.per[i] : lo, hi = ss.per[i] > hi ? ss.per[i] : hi;
+	qsort(ss.steps, n, sizeof ss.steps[0], cmp_u64);
+	double med = (double)ss.steps[n / 2], p99 = (double)ss.steps[n * 99 / 100];
+	printf("%.1f %.2f %.2f\n", share_of(ss.t0 + 1000000000ULL, t1), p99 / med, (double)lo / (double)(hi ? hi : 1));
+	fprintf(stderr, "%zu steps, median %.2f ms, p99 %.2f ms, fewest/most steps of a thread %zu/%zu\n", n, med / 1e6,
+		p99 / 1e6, lo, hi);
+}
+
 /* A training-like loop: each step launches k kernels of us microseconds,
  * waits for them, then works on the host for gap microseconds. Prints the
  * share of the steps' wall time and p99 / median of the step time after the
@@ -620,6 +678,46 @@ static void t_steps(double seconds, int k, unsigned us, unsigned gap)
 	double med = (double)steps[n / 2], p99 = (double)steps[n * 99 / 100];
 	printf("%.1f %.2f %.2f\n", share_of(tw, t1), p99 / med, growth);
 	fprintf(stderr, "%zu steps, median %.2f ms, p99 %.2f ms, last/first quarter median %.2f\n", n, med / 1e6, p99 / 1e6, growth);
+}
+
+/* Steps of one kernel of us microseconds and a wait, from the start: the
+ * longest step over the median, leaving out a first step whose own launch
+ * may stall on the host. Host time charged as GPU time makes the steps
+ * after it pay. */
+static void t_startup(double seconds, unsigned us)
+{
+	static uint64_t steps[1 << 14];
+	size_t n = 0;
+	/* TEST_SETUP_GAP_US: first a set-up step whose two launches are apart
+	 * by that much host work (a library setting up between them). */
+	uint64_t gap = getenv("TEST_SETUP_GAP_US") ? env_u64("TEST_SETUP_GAP_US") : 0;
+	if (gap != 0) {
+		p_cuLaunchKernel(NULL, us, 1, 1, 1, 1, 1, 0, NULL, NULL, NULL);
+		struct timespec d = {(time_t)(gap / 1000000), (long)(gap % 1000000) * 1000};
+		nanosleep(&d, NULL);
+		p_cuLaunchKernel(NULL, us + 1, 1, 1, 1, 1, 1, 0, NULL, NULL, NULL);
+		p_stream_sync(NULL);
+	}
+	uint64_t end = now_ns() + (uint64_t)(seconds * 1e9);
+	while (now_ns() < end && n < sizeof steps / sizeof steps[0]) {
+		uint64_t a = now_ns();
+		p_cuLaunchKernel(NULL, us, 1, 1, 1, 1, 1, 0, NULL, NULL, NULL);
+		p_stream_sync(NULL);
+		steps[n++] = now_ns() - a;
+	}
+	CHECK(n > 10, "only %zu steps", n);
+	if (n <= 10)
+		return;
+	size_t from = gap != 0 ? 0 : 1; /* after a set-up step, the first step stalls on nothing */
+	uint64_t most = 0;
+	for (size_t i = from; i < n; i++)
+		most = steps[i] > most ? steps[i] : most;
+	uint64_t first = steps[0];
+	qsort(steps + from, n - from, sizeof steps[0], cmp_u64);
+	double med = (double)steps[from + (n - from) / 2];
+	printf("%.2f\n", (double)most / med);
+	fprintf(stderr, "%zu steps, first %.1f ms, median %.2f ms, longest after it %.1f ms\n", n, (double)first / 1e6,
+		med / 1e6, (double)most / 1e6);
 }
 
 /* A host-bound loop: one kernel of us microseconds, then gap microseconds
@@ -762,8 +860,12 @@ int main(int argc, char **argv)
 		t_share(atof(argv[2]), argv[3]);
 	else if (strcmp(cmd, "streams") == 0 && argc == 4)
 		t_streams(atof(argv[2]), atoi(argv[3]));
+	else if (strcmp(cmd, "stream_steps") == 0 && argc == 6)
+		t_stream_steps(atof(argv[2]), atoi(argv[3]), atoi(argv[4]), (unsigned)atoi(argv[5]));
 	else if (strcmp(cmd, "steps") == 0 && argc == 6)
 		t_steps(atof(argv[2]), atoi(argv[3]), (unsigned)atoi(argv[4]), (unsigned)atoi(argv[5]));
+	else if (strcmp(cmd, "startup") == 0 && argc == 4)
+		t_startup(atof(argv[2]), (unsigned)atoi(argv[3]));
 	else if (strcmp(cmd, "gaps") == 0 && argc == 5)
 		t_gaps(atof(argv[2]), (unsigned)atoi(argv[3]), (unsigned)atoi(argv[4]));
 	else if (strcmp(cmd, "capture") == 0 && argc == 3)

@@ -20,7 +20,6 @@ import (
 	"github.com/mosaic-gpu/mosaic/config"
 	"github.com/mosaic-gpu/mosaic/pkg/cluster"
 	"github.com/mosaic-gpu/mosaic/pkg/dashboard"
-	"github.com/mosaic-gpu/mosaic/pkg/device"
 )
 
 // Options tune a run.
@@ -89,39 +88,15 @@ func Run(ctx context.Context, s *Scenario, opts Options) (*Report, error) {
 			return nil, err
 		}
 	}
-	return rep, serve(ctx, cs, opts.Serve, opts.Listener)
+	return rep, serve(ctx, cs, schedulerName, opts.Serve, opts.Listener)
 }
 
 // serve shows the simulated cluster in the dashboard, on l or else on
 // addr, until ctx ends.
-func serve(ctx context.Context, cs kubernetes.Interface, addr string, l net.Listener) error {
-	list := func(f func() error) {
-		if err := f(); err != nil {
-			klog.FromContext(ctx).Error(err, "Listing for the dashboard")
-		}
-	}
-	src := dashboard.Source{
-		Nodes: func() (out []*v1.Node) {
-			list(func() error {
-				l, err := cs.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-				for i := range l.Items {
-					out = append(out, &l.Items[i])
-				}
-				return err
-			})
-			return out
-		},
-		Pods: func() (out []*v1.Pod) {
-			list(func() error {
-				l, err := cs.CoreV1().Pods("").List(ctx, metav1.ListOptions{})
-				for i := range l.Items {
-					out = append(out, &l.Items[i])
-				}
-				return err
-			})
-			return out
-		},
-		Defaults: device.DefaultNodeConfig(),
+func serve(ctx context.Context, cs kubernetes.Interface, schedulerName, addr string, l net.Listener) error {
+	src, err := Dashboard(ctx, cs, schedulerName)
+	if err != nil {
+		return err
 	}
 	if l == nil {
 		var err error
@@ -129,7 +104,7 @@ func serve(ctx context.Context, cs kubernetes.Interface, addr string, l net.List
 			return err
 		}
 	}
-	srv := &http.Server{Handler: dashboard.Handler(src), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: dashboard.Handler(*src), ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
 		_ = srv.Close()

@@ -122,7 +122,7 @@ pods:
 		go func() {
 			defer cancel()
 			for ctx.Err() == nil {
-				rsp, err := http.Get("http://" + addr + "/")
+				rsp, err := http.Get("http://" + addr + "/api/nodes")
 				if err == nil {
 					b, _ := io.ReadAll(rsp.Body)
 					rsp.Body.Close()
@@ -137,7 +137,8 @@ pods:
 	if _, err := Run(ctx, s, opts); err != nil {
 		t.Fatal(err)
 	}
-	if !printed || !strings.Contains(page, "default/shown 3000 MiB") || !strings.Contains(page, "3000/23034") {
-		t.Errorf("printed %v, page:\n%s", printed, page)
+	if !printed || !strings.Contains(page, `"namespace":"default","pod":"shown","memoryMiB":3000`) ||
+		!strings.Contains(page, `"memoryMiB":23034,"allocatedMemoryMiB":3000`) {
+		t.Errorf("printed %v, nodes:\n%s", printed, page)
 	}
 }

@@ -152,6 +152,9 @@ def step_text(r):
     d = sorted(x for x, e in zip(r["durs"], r["ends"]) if e >= a)
     if not d:
         return "no steps"
+    steps = [(x, i) for i, (x, e) in enumerate(zip(r["durs"], r["ends"])) if e >= a]
+    print(f"  steps ms, first after warm-up: {' '.join(f'{1000 * x:.1f}' for x, _ in steps[:10])}; longest (index): "
+          f"{' '.join(f'{1000 * x:.1f}({i})' for x, i in sorted(steps, reverse=True)[:3])}", flush=True)
     return (f"step p99/median {step_ratio(r):.2f} (median {1000 * d[len(d) // 2]:.2f} ms, max {1000 * d[-1]:.2f} ms, "
             f"{len(d)} steps)")
 

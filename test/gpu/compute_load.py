@@ -149,9 +149,8 @@ def streams(seconds):
         t.start()
     for t in th:
         t.join()
-    all_ends = sorted(e for l in ends for e in l)
-    all_durs = [d for l in durs for d in l]
-    return (t0, all_ends, all_durs), 10
+    steps = sorted((e, d) for i in range(n) for e, d in zip(ends[i], durs[i]))
+    return (t0, [e for e, _ in steps], [d for _, d in steps]), 10
 
 
 def long(seconds):

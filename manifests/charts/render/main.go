@@ -1,5 +1,5 @@
-// Command render writes the plain manifests of manifests/ from the chart
-// (`make manifests`).
+// Command render writes the plain manifests of manifests/ from the chart,
+// and copies the Grafana dashboard into the chart (`make manifests`).
 package main
 
 import (
@@ -17,6 +17,15 @@ func main() {
 	files, err := charts.Plain()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "rendering the chart:", err)
+		os.Exit(1)
+	}
+	dash, err := os.ReadFile(filepath.Join(*dir, charts.Dashboard))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if err := os.WriteFile(filepath.Join(*dir, "charts", charts.ChartDashboard), dash, 0o644); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	for name, text := range files {

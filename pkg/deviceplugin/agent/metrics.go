@@ -4,7 +4,9 @@ import (
 	"context"
 	"math"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -75,12 +77,32 @@ var (
 // telemetryTimeout bounds one scrape's driver queries.
 const telemetryTimeout = 5 * time.Second
 
+// allDescs are the metrics the collector exports.
+var allDescs = []*prometheus.Desc{descMemory, descSlots, descHealthy, descAllocMem, descAllocCor, descAllocSl, descPodShare, descPodUsed, descPodTime, descSwitches,
+	descUtil, descMemUtil, descMemUsed, descPower, descTemp}
+
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descMemory, descSlots, descHealthy, descAllocMem, descAllocCor, descAllocSl, descPodShare, descPodUsed, descPodTime, descSwitches,
-		descUtil, descMemUtil, descMemUsed, descPower, descTemp} {
+	for _, d := range allDescs {
 		ch <- d
 	}
+}
+
+// MetricNames lists the names of the metrics the node agent exports, for
+// docs and dashboards to check against.
+func MetricNames() []string {
+	out := make([]string, 0, len(allDescs))
+	for _, d := range allDescs {
+		// A Desc shows its name only in its String form.
+		s := d.String()
+		const key = `fqName: "`
+		if i := strings.Index(s, key); i >= 0 {
+			s = s[i+len(key):]
+			out = append(out, s[:strings.IndexByte(s, '"')])
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Collect implements prometheus.Collector.

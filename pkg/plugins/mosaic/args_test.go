@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -16,6 +17,7 @@ import (
 
 	"github.com/mosaic-gpu/mosaic/pkg/apis/config"
 	"github.com/mosaic-gpu/mosaic/pkg/device"
+	"github.com/mosaic-gpu/mosaic/pkg/plugins/fit"
 )
 
 // The shipped configs must load through kube-scheduler's own loader and
@@ -41,6 +43,11 @@ func TestShippedConfigsLoad(t *testing.T) {
 			if b := prof.Plugins.Bind.Enabled; len(b) != 2 || b[0].Name != Name || b[1].Name != "DefaultBinder" {
 				t.Errorf("bind plugins = %+v, want Mosaic before DefaultBinder", b)
 			}
+			mp := prof.Plugins.MultiPoint
+			if !slices.ContainsFunc(mp.Enabled, func(p kubeschedulerconfig.Plugin) bool { return p.Name == fit.Name }) ||
+				!slices.ContainsFunc(mp.Disabled, func(p kubeschedulerconfig.Plugin) bool { return p.Name == "NodeResourcesFit" }) {
+				t.Errorf("multiPoint = %+v, want %s in NodeResourcesFit's place", mp, fit.Name)
+			}
 			var found bool
 			for _, pc := range prof.PluginConfig {
 				switch pc.Name {
@@ -50,10 +57,16 @@ func TestShippedConfigsLoad(t *testing.T) {
 						t.Fatal(err)
 					}
 					found = args.NodePolicy == device.PolicyBinpack && args.GPUPolicy == device.PolicySpread
-				case "NodeResourcesFit":
-					fit := pc.Args.(*kubeschedulerconfig.NodeResourcesFitArgs)
-					if !strings.Contains(strings.Join(fit.IgnoredResources, ","), "nvidia.com/gpumem") {
-						t.Errorf("NodeResourcesFit does not ignore nvidia.com/gpumem: %v", fit.IgnoredResources)
+				case fit.Name:
+					args, err := fit.DecodeArgs(pc.Args)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if !strings.Contains(strings.Join(args.IgnoredResources, ","), "nvidia.com/gpumem") {
+						t.Errorf("%s does not ignore nvidia.com/gpumem: %v", fit.Name, args.IgnoredResources)
+					}
+					if args.ScoringStrategy == nil || args.ScoringStrategy.Type != kubeschedulerconfig.LeastAllocated {
+						t.Errorf("%s scoring strategy %+v, want LeastAllocated", fit.Name, args.ScoringStrategy)
 					}
 				}
 			}

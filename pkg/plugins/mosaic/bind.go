@@ -16,11 +16,11 @@ import (
 	"github.com/mosaic-gpu/mosaic/pkg/device"
 )
 
-// Bind binds a device pod with its allocation in one write: the API server
+// bindPod binds a device pod with its allocation in one write: the API server
 // copies a Binding's annotations onto the pod together with the node name,
 // so no pod is ever bound without its cards, and no node-wide lock is
 // needed. Other pods are left to the DefaultBinder.
-func (p *Mosaic) Bind(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodeName string) *fwk.Status {
+func (p *Mosaic) bindPod(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodeName string) *fwk.Status {
 	s, err := getState(state)
 	if err != nil {
 		return fwk.NewStatus(fwk.Skip)

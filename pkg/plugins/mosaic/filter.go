@@ -10,12 +10,12 @@ import (
 	"github.com/mosaic-gpu/mosaic/pkg/placement"
 )
 
-// Filter checks that the pod's containers fit the node's cards. It runs
+// filter checks that the pod's containers fit the node's cards. It runs
 // for every node and every device pod, so it only reads the node's view in
 // the cache (no API calls, no lock held across nodes) and, for a node that
 // fits, allocates nothing: placement.Check decides as Place would without
 // building the allocation, which Reserve builds once for the chosen node.
-func (p *Mosaic) Filter(_ context.Context, state fwk.CycleState, pod *v1.Pod, nodeInfo fwk.NodeInfo) *fwk.Status {
+func (p *Mosaic) filter(_ context.Context, state fwk.CycleState, pod *v1.Pod, nodeInfo fwk.NodeInfo) *fwk.Status {
 	s, err := getState(state)
 	if err != nil {
 		return fwk.AsStatus(err)

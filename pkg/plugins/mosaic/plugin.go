@@ -74,6 +74,8 @@ func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, err
 		return nil, err
 	}
 	p.cache, p.synced = shared.cache, shared.synced
+	shared.join(h.ProfileName(), p.parseOpts)
+	registerAll()
 	return p, nil
 }
 

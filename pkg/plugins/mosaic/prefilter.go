@@ -10,9 +10,9 @@ import (
 	"github.com/mosaic-gpu/mosaic/pkg/placement"
 )
 
-// PreFilter parses the pod's device request once per cycle. Pods that ask
+// preFilter parses the pod's device request once per cycle. Pods that ask
 // for no devices skip every Mosaic step.
-func (p *Mosaic) PreFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
+func (p *Mosaic) preFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, _ []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
 	req, err := device.ParsePodRequest(pod, p.parseOpts)
 	if err != nil {
 		// An invalid request never fits anywhere; the message names the

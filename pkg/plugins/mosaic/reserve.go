@@ -9,9 +9,9 @@ import (
 	fwk "k8s.io/kube-scheduler/framework"
 )
 
-// Reserve picks the exact cards on the chosen node and records them in the
+// reserve picks the exact cards on the chosen node and records them in the
 // cache as assumed, so the next pods see them taken while this one binds.
-func (p *Mosaic) Reserve(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodeName string) *fwk.Status {
+func (p *Mosaic) reserve(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodeName string) *fwk.Status {
 	s, err := getState(state)
 	if err != nil {
 		return nil // not a device pod

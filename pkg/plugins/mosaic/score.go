@@ -17,12 +17,12 @@ func (p *Mosaic) PreScore(_ context.Context, state fwk.CycleState, _ *v1.Pod, _ 
 	return nil
 }
 
-// Score rates a node by the node policy: binpack prefers the node whose
+// score rates a node by the node policy: binpack prefers the node whose
 // cards are fullest after placing the pod, spread the emptiest. Like
 // Filter it reads the node's view and allocates nothing; it scores the
 // cards Place would choose, recomputed, which costs less than keeping
 // Filter's choice for every node.
-func (p *Mosaic) Score(_ context.Context, state fwk.CycleState, _ *v1.Pod, nodeInfo fwk.NodeInfo) (int64, *fwk.Status) {
+func (p *Mosaic) score(_ context.Context, state fwk.CycleState, _ *v1.Pod, nodeInfo fwk.NodeInfo) (int64, *fwk.Status) {
 	s, err := getState(state)
 	if err != nil {
 		return 0, fwk.AsStatus(err)

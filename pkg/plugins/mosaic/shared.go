@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"k8s.io/client-go/informers"
+	listersv1 "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
@@ -28,6 +29,23 @@ var schedulerCaches = struct {
 type sharedCache struct {
 	cache  *usageCache
 	synced []cache.InformerSynced
+	// pods, profiles and parseOpts let the metrics count the pods still
+	// waiting for this scheduler's Mosaic profiles.
+	pods      listersv1.PodLister
+	mu        sync.Mutex
+	profiles  map[string]bool
+	parseOpts device.ParseOptions
+}
+
+// join records a profile that places pods with this cache.
+func (s *sharedCache) join(profile string, opts device.ParseOptions) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.profiles == nil {
+		s.profiles = map[string]bool{}
+		s.parseOpts = opts
+	}
+	s.profiles[profile] = true
 }
 
 // cacheFor returns the cache of the scheduler whose informer factory is f,
@@ -52,7 +70,7 @@ func cacheFor(ctx context.Context, f informers.SharedInformerFactory, profile st
 	if err != nil {
 		return nil, err
 	}
-	s := &sharedCache{cache: c, synced: synced}
+	s := &sharedCache{cache: c, synced: synced, pods: f.Core().V1().Pods().Lister()}
 	schedulerCaches.m[f] = s
 	context.AfterFunc(ctx, func() {
 		schedulerCaches.Lock()
