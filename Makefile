@@ -7,7 +7,7 @@ export CGO_CFLAGS ?= -Wno-deprecated-declarations
 TEST_P    ?= 2
 TEST_TIMEOUT ?= 40m
 
-.PHONY: all build demo demo-ui test test-go test-native lint fuzz bench chain-artifacts clean
+.PHONY: all build demo demo-ui test test-go test-native lint fuzz bench chain-artifacts clean manifests
 
 all: build
 
@@ -50,6 +50,11 @@ demo-ui: $(BIN)/mosaic-sim
 	$(BIN)/mosaic-sim -f examples/demo.yaml --serve $(DEMO_UI_ADDR)
 
 test: lint test-native test-go
+
+# The plain YAML of manifests/, rendered from the Helm chart
+# (manifests/charts/mosaic); a test fails while they differ.
+manifests:
+	$(GO) run ./manifests/charts/render -o manifests
 
 # The scheduler's micro-benchmarks run once each so that they keep working
 # (docs/performance.md has their figures).
