@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -139,5 +141,48 @@ pods:
 	}
 	if !printed || !strings.Contains(page, "default/shown 3000 MiB") || !strings.Contains(page, "3000/23034") {
 		t.Errorf("printed %v, page:\n%s", printed, page)
+	}
+}
+
+// examples/topology.yaml: multi-card pods get linked cards, the node with
+// the better-linked set wins, and a required link no node offers keeps
+// its pod pending with the reason.
+func TestTopologyExample(t *testing.T) {
+	s, err := Load("../../examples/topology.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(context.Background(), s, Options{Settle: time.Second, StepTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type where struct {
+		Node  string
+		Cards []int
+	}
+	want := map[string]where{
+		"train-a": {"hgx-h200", []int{0, 1, 2, 3}}, "train-b": {"hgx-h200", []int{4, 5, 6, 7}},
+		"pair-a": {"mixed", []int{0, 1}}, "pair-b": {"mixed", []int{2, 3}}, "pair-c": {"mixed", []int{4, 5}},
+	}
+	for _, p := range rep.Pods {
+		if p.Name == "train-nvlink" {
+			if p.Scheduled || !strings.Contains(p.Reason, "linked to each other by NVLink") {
+				t.Errorf("train-nvlink: scheduled %v, reason %q; want pending for want of linked cards", p.Scheduled, p.Reason)
+			}
+			continue
+		}
+		got := where{Node: p.Node}
+		for _, c := range p.Containers {
+			for _, d := range c.Devices {
+				got.Cards = append(got.Cards, d.Index)
+			}
+		}
+		slices.Sort(got.Cards)
+		if !p.Scheduled || !reflect.DeepEqual(got, want[p.Name]) {
+			t.Errorf("%s: scheduled %v on %+v, want %+v", p.Name, p.Scheduled, got, want[p.Name])
+		}
+	}
+	if len(rep.Pods) != 6 {
+		t.Errorf("%d pods reported, want 6", len(rep.Pods))
 	}
 }

@@ -28,14 +28,17 @@ type Scenario struct {
 
 // NodeSpec describes Count identical nodes.
 type NodeSpec struct {
-	Name         string               `json:"name"`
-	Count        int                  `json:"count,omitempty"`
-	Labels       map[string]string    `json:"labels,omitempty"`
-	GPUs         []discovery.CardSpec `json:"gpus,omitempty"`
-	DeviceConfig device.NodeConfig    `json:"deviceConfig,omitempty"`
-	CPU          *resource.Quantity   `json:"cpu,omitempty"`
-	Memory       *resource.Quantity   `json:"memory,omitempty"`
-	Pods         *resource.Quantity   `json:"pods,omitempty"`
+	Name   string               `json:"name"`
+	Count  int                  `json:"count,omitempty"`
+	Labels map[string]string    `json:"labels,omitempty"`
+	GPUs   []discovery.CardSpec `json:"gpus,omitempty"`
+	// Topology links the cards (by index across gpus) by NVLink, HCCS
+	// or PCIe switches.
+	Topology     *discovery.FakeTopology `json:"topology,omitempty"`
+	DeviceConfig device.NodeConfig       `json:"deviceConfig,omitempty"`
+	CPU          *resource.Quantity      `json:"cpu,omitempty"`
+	Memory       *resource.Quantity      `json:"memory,omitempty"`
+	Pods         *resource.Quantity      `json:"pods,omitempty"`
 }
 
 // Step creates Pod or deletes the pod named by Delete (namespace/name).
@@ -167,11 +170,23 @@ func (n *NodeSpec) check(path string) error {
 			return fmt.Errorf("%s.vendor: %q must be NVIDIA or Ascend", gp, g.Vendor)
 		}
 	}
-	_, err := discovery.NewFake(n.Names()[0], n.GPUs)
-	if err != nil {
+	if _, err := n.Backend(n.Names()[0]); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
+}
+
+// Backend is the fake backend of the node called name: its cards,
+// linked as the topology says.
+func (n *NodeSpec) Backend(name string) (*discovery.Fake, error) {
+	f, err := discovery.NewFake(name, n.GPUs)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Connect(n.Topology); err != nil {
+		return nil, err
+	}
+	return f, nil
 }
 
 // Names lists the node names: name, or name-0..name-(count-1).
