@@ -186,3 +186,34 @@ func TestTopologyExample(t *testing.T) {
 		t.Errorf("%d pods reported, want 6", len(rep.Pods))
 	}
 }
+
+// examples/gang.yaml: a training group that fits only after another job
+// finishes binds no worker before, holds no cards while it waits, and
+// binds whole after.
+func TestGangExample(t *testing.T) {
+	s, err := Load("../../examples/gang.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(context.Background(), s, Options{Settle: 10 * time.Second, StepTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var workers []int
+	for _, p := range rep.Pods {
+		if !strings.HasPrefix(p.Name, "train-") {
+			t.Errorf("%s still exists", p.Name)
+			continue
+		}
+		if !p.Scheduled || p.Node != "hgx-h200" {
+			t.Errorf("%s: scheduled %v on %q, want bound to hgx-h200", p.Name, p.Scheduled, p.Node)
+		}
+		for _, d := range p.Containers[0].Devices {
+			workers = append(workers, d.Index)
+		}
+	}
+	slices.Sort(workers)
+	if !slices.Equal(workers, []int{0, 1, 2, 3, 4, 5, 6, 7}) {
+		t.Errorf("the workers hold cards %v, want each of the 8 once", workers)
+	}
+}
