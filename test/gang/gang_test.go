@@ -2,6 +2,7 @@ package gang
 
 import (
 	"testing"
+	"time"
 
 	v1 "k8s.io/api/core/v1"
 )
@@ -20,7 +21,11 @@ func TestGangBindsWholeOrNothing(t *testing.T) {
 	e.poll("filler bound", func(p map[string]*v1.Pod) bool { return bound(p, "filler") == 1 })
 	e.delete("filler")
 	e.delete("holder")
+	freed := time.Now()
 	e.poll("the group bound", func(p map[string]*v1.Pod) bool { return e.whole(p, names) })
+	// Reported, not asserted: the group is retried on Mosaic's event, not
+	// the five-minute unschedulable flush.
+	t.Logf("the group bound %v after the holder's delete", time.Since(freed).Round(time.Millisecond))
 	if got := e.checkCapacity(); got != 4 {
 		t.Errorf("%d pods hold cards, want the group's 4", got)
 	}
