@@ -101,11 +101,15 @@ func NewTopology(cards []Card) *Topology {
 		if tier == TierPCIe {
 			adj = t.pcie
 		}
-		all := uint64(1)<<n - 1
-		if n == maxTopologyCards {
-			all = ^uint64(0)
+		// Cards without a link of the tier are in no group: leaving
+		// them out keeps them from counting against maxGroups.
+		var linked uint64
+		for i, a := range adj {
+			if a != 0 {
+				linked |= 1 << i
+			}
 		}
-		cliques(adj, 0, all, 0, func(m uint64) { t.addGroup(cards, m, tier) })
+		cliques(adj, 0, linked, 0, func(m uint64) { t.addGroup(cards, m, tier) })
 	}
 	return t
 }

@@ -195,6 +195,11 @@ func TestNewTopology(t *testing.T) {
 	if got := len(dense.Topology.groups); got > maxGroups {
 		t.Errorf("%d groups, want at most %d", got, maxGroups)
 	}
+	// Cards without links do not crowd out the groups of those with.
+	sparse := link(node(maxTopologyCards, 1000, nil, nil), device.LinkNVLink, 1, 60, 61, 62, 63)
+	if g := sparse.Topology.groups; len(g) != 2 || g[0].mask != 0xf<<60 {
+		t.Errorf("groups of four linked cards among 64: %+v", g)
+	}
 	// Groups of the mixed board.
 	var got []string
 	for _, g := range mixed(nil).Topology.groups {

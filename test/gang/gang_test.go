@@ -5,6 +5,9 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+
+	"github.com/mosaic-gpu/mosaic/pkg/device"
+	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/discovery"
 )
 
 // A group of four 2-card pods on a node with six free cards never binds a
@@ -88,5 +91,30 @@ func TestGangAcrossSchedulerRestart(t *testing.T) {
 	e.poll("the group bound", func(p map[string]*v1.Pod) bool { return e.whole(p, names) && bound(p, "probe", "holder") == 0 })
 	if got := e.checkCapacity(); got != 4 {
 		t.Errorf("%d pods hold cards, want the group's 4", got)
+	}
+}
+
+// A gang's workers each get a linked pair: on a board whose NVLink pairs
+// span the NUMA nodes, the links win over NUMA locality for every member
+// the group cycle places.
+func TestGangWorkersGetLinkedPairs(t *testing.T) {
+	n := h200("gang-d")
+	n.Topology = &discovery.FakeTopology{NVLink: []discovery.FakeLinkGroup{
+		{Cards: []int{0, 4}, Links: 4}, {Cards: []int{1, 5}, Links: 4}, {Cards: []int{2, 6}, Links: 4}, {Cards: []int{3, 7}, Links: 4}}}
+	e := newEnv(t, n)
+	names := e.gang("train", 4, 2)
+	pods := e.poll("the group bound", func(p map[string]*v1.Pod) bool { return e.whole(p, names) })
+	for _, name := range names {
+		a, err := device.DecodeAllocation(pods[name].Annotations[device.AllocationAnnotation])
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := a.Containers[0].Devices
+		if len(d) != 2 || d[0].Index%4 != d[1].Index%4 {
+			t.Errorf("%s holds cards %+v, want one NVLink pair (i, i+4)", name, d)
+		}
+	}
+	if got := e.checkCapacity(); got != 4 {
+		t.Errorf("%d pods hold cards, want 4", got)
 	}
 }
