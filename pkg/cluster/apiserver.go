@@ -38,9 +38,30 @@ type ControlPlane struct {
 	stop   []func()
 }
 
+// Options are what a control plane serves beyond the defaults.
+type Options struct {
+	// Gangs serves the Workload and PodGroup API (scheduling.k8s.io/v1beta1)
+	// and turns on the GenericWorkload gate, beta and off by default in
+	// Kubernetes 1.37. The gate is the process's: a scheduler started in
+	// the same process (StartScheduler) schedules groups with
+	// GangScheduling. Without Gangs the gate is set off, whatever an
+	// earlier control plane of the process set.
+	Gangs bool
+}
+
+// genericWorkload is the feature gate of the Workload and PodGroup API
+// and of the scheduler's GangScheduling plugin.
+const genericWorkload = "GenericWorkload"
+
+// Gangs is Options for gang scheduling.
+var Gangs = Options{Gangs: true}
+
 // Start brings up etcd and the API server on free loopback ports, in a
 // fresh temporary directory. Stop tears both down.
-func Start() (*ControlPlane, error) {
+func Start() (*ControlPlane, error) { return StartWith(Options{}) }
+
+// StartWith is Start serving opts.
+func StartWith(opts Options) (*ControlPlane, error) {
 	dir, err := os.MkdirTemp("", "mosaic-cluster-")
 	if err != nil {
 		return nil, err
@@ -50,14 +71,14 @@ func Start() (*ControlPlane, error) {
 		cp.Stop()
 		return nil, err
 	}
-	if err := cp.start(); err != nil {
+	if err := cp.start(opts); err != nil {
 		cp.Stop()
 		return nil, err
 	}
 	return cp, nil
 }
 
-func (cp *ControlPlane) start() error {
+func (cp *ControlPlane) start(opts Options) error {
 	etcdURL, err := cp.startEtcd()
 	if err != nil {
 		return fmt.Errorf("starting etcd: %w", err)
@@ -78,6 +99,10 @@ func (cp *ControlPlane) start() error {
 		"--enable-admission-plugins=ValidatingAdmissionPolicy",
 		"--authorization-mode=RBAC",
 		"--allow-privileged=true",
+	}
+	flags = append(flags, fmt.Sprintf("--feature-gates=%s=%t", genericWorkload, opts.Gangs))
+	if opts.Gangs {
+		flags = append(flags, "--runtime-config=scheduling.k8s.io/v1beta1=true")
 	}
 	srv, err := kubeapiservertesting.StartTestServer(tb, nil, flags, sc)
 	if err != nil {

@@ -24,6 +24,9 @@ const (
 	NoUseTypeAnnotation  = "mosaic.io/nouse-gputype"
 	UseUUIDAnnotation    = "mosaic.io/use-gpuuuid"
 	NoUseUUIDAnnotation  = "mosaic.io/nouse-gpuuuid"
+	// GPUTopologyAnnotation says how closely a multi-card container's
+	// cards must be linked (TopologyPolicy).
+	GPUTopologyAnnotation = "mosaic.io/gpu-topology"
 )
 
 // HAMi's annotation keys, accepted unchanged as aliases of Mosaic's.

@@ -55,6 +55,9 @@ type PodRequest struct {
 	NUMABind   bool
 	NodePolicy Policy
 	GPUPolicy  Policy
+	// Topology is how closely each multi-card container's cards must be
+	// linked; "" is TopologyBestEffort.
+	Topology TopologyPolicy
 }
 
 // SharesCards reports whether the pod asks for a share of a card that
@@ -96,6 +99,30 @@ func ParsePolicy(s string) (Policy, error) {
 		return p, nil
 	}
 	return "", fmt.Errorf("%q is not one of binpack, spread", s)
+}
+
+// TopologyPolicy says how the cards of a multi-card container must be
+// linked to each other.
+type TopologyPolicy string
+
+const (
+	// TopologyBestEffort, the default, takes the best-linked set of
+	// fitting cards the node offers: all linked by NVLink (or HCCS), then
+	// all under one PCIe switch, then on one NUMA node, then any.
+	TopologyBestEffort TopologyPolicy = "best-effort"
+	// TopologyNVLink requires every pair of the container's cards to be
+	// linked by NVLink (HCCS on Ascend); a node without such a set does
+	// not fit.
+	TopologyNVLink TopologyPolicy = "nvlink"
+)
+
+// ParseTopologyPolicy accepts best-effort or nvlink.
+func ParseTopologyPolicy(s string) (TopologyPolicy, error) {
+	switch t := TopologyPolicy(strings.ToLower(strings.TrimSpace(s))); t {
+	case TopologyBestEffort, TopologyNVLink:
+		return t, nil
+	}
+	return "", fmt.Errorf("%q is not one of %s, %s", s, TopologyBestEffort, TopologyNVLink)
 }
 
 // ParseOptions carries the scheduler's defaults that a request refers to.
@@ -313,6 +340,11 @@ func (req *PodRequest) parseAnnotations(ann map[string]string) error {
 	if v, ok := annotation(ann, NUMABindAnnotation, HAMiNUMABindAnnotation); ok {
 		if req.NUMABind, err = strconv.ParseBool(strings.TrimSpace(v)); err != nil {
 			return fmt.Errorf("annotation %s: %q is not true or false", NUMABindAnnotation, v)
+		}
+	}
+	if v, ok := ann[GPUTopologyAnnotation]; ok {
+		if req.Topology, err = ParseTopologyPolicy(v); err != nil {
+			return fmt.Errorf("annotation %s: %w", GPUTopologyAnnotation, err)
 		}
 	}
 	req.Selector.UseTypes = list(ann, UseTypeAnnotation, HAMiUseTypeAnnotation)

@@ -62,6 +62,11 @@ func TestParsePodRequest(t *testing.T) {
 			},
 		},
 		{
+			name: "topology required",
+			pod:  pod(map[string]string{"mosaic.io/gpu-topology": " NVLink"}, container("c", map[string]string{"nvidia.com/gpu": "4"})),
+			want: &PodRequest{Containers: []ContainerRequest{{Name: "c", Vendor: VendorNVIDIA, Count: 4}}, Topology: TopologyNVLink},
+		},
+		{
 			name: "init container and sidecar",
 			pod: func() *v1.Pod {
 				p := pod(nil, container("app", map[string]string{"nvidia.com/gpu": "1", "nvidia.com/gpumem": "100"}))
@@ -102,6 +107,7 @@ func TestParsePodRequest(t *testing.T) {
 		{name: "ascend memory without card", pod: pod(nil, container("c", map[string]string{"huawei.com/Ascend310P-memory": "3000"})), wantErr: "needs huawei.com/Ascend310P"},
 		{name: "two families", pod: pod(nil, container("c", map[string]string{"nvidia.com/gpu": "1", "huawei.com/Ascend310P": "1"})), wantErr: "one device family"},
 		{name: "bad policy", pod: pod(map[string]string{"hami.io/node-scheduler-policy": "pack"}, container("c", map[string]string{"nvidia.com/gpu": "1"})), wantErr: `mosaic.io/node-scheduler-policy: "pack" is not one of binpack, spread`},
+		{name: "bad topology", pod: pod(map[string]string{"mosaic.io/gpu-topology": "nvswitch"}, container("c", map[string]string{"nvidia.com/gpu": "2"})), wantErr: `annotation mosaic.io/gpu-topology: "nvswitch" is not one of best-effort, nvlink`},
 		{name: "bad numa-bind", pod: pod(map[string]string{"nvidia.com/numa-bind": "yes please"}, container("c", map[string]string{"nvidia.com/gpu": "1"})), wantErr: "is not true or false"},
 	}
 	for _, tc := range tests {

@@ -84,5 +84,14 @@ func ScoreFit(n *Node, req *device.PodRequest, opts Options, p device.Policy) (s
 		usedSlots += float64(min(used.Slots, card.Capacity.Slots))
 		capSlots += float64(card.Capacity.Slots)
 	}
-	return scoreOf(usedMem, capMem, usedSlots, capSlots, p), true
+	score = scoreOf(usedMem, capMem, usedSlots, capSlots, p)
+	if len(chosen) < 2 {
+		return score, true
+	}
+	var idx [stackCards]int
+	pos := idx[:0]
+	for _, cd := range chosen {
+		pos = append(pos, cd.card)
+	}
+	return banded(score, TierOf(n, pos)), true
 }

@@ -21,6 +21,9 @@ func (c *Card) free() device.Usage { return c.Capacity.Sub(c.Used) }
 type Node struct {
 	Name  string
 	Cards []Card
+	// Topology is how the cards are linked (NewTopology); nil when they
+	// are not, or not known.
+	Topology *Topology
 }
 
 // sums adds up, over the usable cards, the memory and slots in use (each

@@ -127,6 +127,7 @@ type candidate struct {
 // needs no order, and returns the fitting cards unordered.
 func pick(n *Node, empty, fitOnly bool, extra []device.Usage, c *device.ContainerRequest, req *device.PodRequest, opts Options, buf []candidate) ([]candidate, why) {
 	var rejected reasonSet
+	var candMask uint64 // the candidates' positions, for the topology
 	cands := buf[:0]
 	matching, tooBig := 0, 0
 	var largest int64
@@ -154,6 +155,7 @@ func pick(n *Node, empty, fitOnly bool, extra []device.Usage, c *device.Containe
 		}
 		free := card.Capacity.MemoryMiB - used.MemoryMiB - mem
 		cands = append(cands, candidate{card: i, memory: mem, freeAfter: free, numa: card.Device.NUMA, slots: used.Slots, index: card.Device.Index})
+		candMask |= 1 << i
 	}
 	if matching < c.Count {
 		if matching == 0 {
@@ -167,31 +169,58 @@ func pick(n *Node, empty, fitOnly bool, extra []device.Usage, c *device.Containe
 		}
 		return nil, why{set: rejected}
 	}
+	if c.Count == 1 {
+		if fitOnly {
+			return cands, why{}
+		}
+		order(cands, opts.GPUPolicy)
+		return cands[:1], why{}
+	}
+	mode := numaModeOf(req, opts)
 	if fitOnly {
 		// Whether the container fits does not depend on which cards it
-		// would get: only a required NUMA node can still refuse it.
-		if c.Count > 1 && (req.NUMABind || opts.NUMA == NUMASingle) && !numaFits(cands, c.Count) {
+		// would get: only a required link or NUMA node can still refuse it.
+		switch {
+		case req.Topology == device.TopologyNVLink:
+			if !n.Topology.holds(candMask, c.Count, mode, req.Topology) {
+				return nil, why{set: rTopology}
+			}
+		case mode == numaRequired && !numaFits(cands, c.Count):
 			return nil, why{set: rNUMA}
 		}
 		return cands, why{}
 	}
 	order(cands, opts.GPUPolicy)
-	if c.Count > 1 && (req.NUMABind || opts.NUMA != NUMANone) {
+	// The best-linked group of cards that holds the container, then the
+	// best NUMA node (topology.go).
+	if g, ok := n.Topology.bestGroup(cands, candMask, c.Count, mode, req.Topology, opts.GPUPolicy); ok {
+		front(cands, c.Count, func(cd *candidate) bool { return g&(1<<cd.card) != 0 })
+		return cands[:c.Count], why{}
+	}
+	if req.Topology == device.TopologyNVLink {
+		return nil, why{set: rTopology}
+	}
+	if mode != numaIgnored {
 		switch k, ok := numaGroup(cands, c.Count, opts.GPUPolicy); {
 		case ok:
-			// Move the group's first Count cards, in order, to the front.
-			j := 0
-			for i := range cands {
-				if j < c.Count && cands[i].numa == k {
-					cands[j], cands[i] = cands[i], cands[j]
-					j++
-				}
-			}
-		case req.NUMABind || opts.NUMA == NUMASingle:
+			front(cands, c.Count, func(cd *candidate) bool { return cd.numa == k })
+		case mode == numaRequired:
 			return nil, why{set: rNUMA}
 		}
 	}
 	return cands[:c.Count], why{}
+}
+
+// front moves the first count candidates that in takes, in order, to the
+// front of cands.
+func front(cands []candidate, count int, in func(*candidate) bool) {
+	j := 0
+	for i := range cands {
+		if j < count && in(&cands[i]) {
+			cands[j], cands[i] = cands[i], cands[j]
+			j++
+		}
+	}
 }
 
 func wrongModel(d *device.Device, c *device.ContainerRequest) bool {

@@ -183,7 +183,7 @@ func BenchmarkPlace(b *testing.B) {
 }
 
 // randomCase is a node of 1-16 cards of mixed models, sizes, health, NUMA
-// nodes, split counts and usage, and a pod of one to three device
+// nodes, split counts, links and usage, and a pod of one to three device
 // containers (some of them init containers) with every kind of request.
 func randomCase(r *rand.Rand) (*Node, *device.PodRequest, Options) {
 	policies := []device.Policy{device.PolicyBinpack, device.PolicySpread, ""}
@@ -200,7 +200,17 @@ func randomCase(r *rand.Rand) (*Node, *device.PodRequest, Options) {
 		}
 		n.Cards = append(n.Cards, NewCard(d, cfg, u))
 	}
-	req := &device.PodRequest{NUMABind: r.IntN(4) == 0, GPUPolicy: policies[r.IntN(3)]}
+	// Half the nodes have links: random pairs of every type.
+	if r.IntN(2) == 0 {
+		types := []device.LinkType{device.LinkNVLink, device.LinkPCIe, device.LinkHCCS}
+		for range r.IntN(cards * 2) {
+			a, b := r.IntN(cards), r.IntN(cards)
+			n.Cards[a].Device.Links = append(n.Cards[a].Device.Links, device.Link{Peer: n.Cards[b].Device.UUID, Type: types[r.IntN(3)], Count: r.IntN(20)})
+		}
+		n.Topology = NewTopology(n.Cards)
+	}
+	topologies := []device.TopologyPolicy{"", device.TopologyBestEffort, device.TopologyNVLink}
+	req := &device.PodRequest{NUMABind: r.IntN(4) == 0, GPUPolicy: policies[r.IntN(3)], Topology: topologies[r.IntN(3)]}
 	containers := 1
 	if r.IntN(5) == 0 {
 		containers = 1 + r.IntN(3)

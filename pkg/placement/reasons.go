@@ -19,7 +19,10 @@ const (
 	ReasonNeedsEmpty  = "exclusive request (cores=100) needs an unused GPU"
 	ReasonTooFewCards = "fewer GPUs on the node than requested"
 	ReasonNUMA        = "not enough fitting GPUs on one NUMA node"
-	ReasonTooLarge    = "GPU request exceeds every GPU on the node"
+	// ReasonTopology: the pod asks for cards linked by NVLink
+	// (device.GPUTopologyAnnotation) and the node has no such set free.
+	ReasonTopology = "not enough fitting GPUs linked to each other by NVLink (mosaic.io/gpu-topology: nvlink)"
+	ReasonTooLarge = "GPU request exceeds every GPU on the node"
 	// ReasonHandoutBusy: a node without NRI takes one device pod at a time.
 	ReasonHandoutBusy = "node agent still handing out devices to an earlier pod (node without NRI)"
 )
@@ -42,6 +45,7 @@ const (
 	rWrongModel
 	rTooFewCards
 	rNUMA
+	rTopology
 	// rTooLargeMiB: the request exceeds every card; the message names the
 	// sizes.
 	rTooLargeMiB
@@ -51,6 +55,7 @@ var reasonText = map[reasonSet]string{
 	rUnhealthy: ReasonUnhealthy, rSelector: ReasonSelector, rTooLarge: ReasonTooLarge, rExclusive: ReasonExclusive,
 	rNeedsEmpty: ReasonNeedsEmpty, rSlots: ReasonSlots, rMemory: ReasonMemory, rCores: ReasonCores,
 	rWrongModel: ReasonWrongModel, rTooFewCards: ReasonTooFewCards, rNUMA: ReasonNUMA,
+	rTopology: ReasonTopology,
 }
 
 const cardReasons = rCores<<1 - 1
@@ -70,7 +75,7 @@ var reasonLists = func() map[reasonSet][]string {
 		slices.Sort(l)
 		m[set] = slices.Clip(l)
 	}
-	for _, r := range []reasonSet{rWrongModel, rTooFewCards, rNUMA} {
+	for _, r := range []reasonSet{rWrongModel, rTooFewCards, rNUMA, rTopology} {
 		m[r] = []string{reasonText[r]}
 	}
 	return m

@@ -10,7 +10,6 @@ import (
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/mosaic-gpu/mosaic/pkg/device"
-	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/discovery"
 	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/inventory"
 )
 
@@ -20,7 +19,7 @@ func CreateNodes(ctx context.Context, cs kubernetes.Interface, specs []NodeSpec)
 	for i := range specs {
 		spec := &specs[i]
 		for _, name := range spec.Names() {
-			backend, err := discovery.NewFake(name, spec.GPUs)
+			backend, err := spec.Backend(name)
 			if err != nil {
 				return err
 			}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	schedulingv1beta1 "k8s.io/api/scheduling/v1beta1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -54,7 +55,7 @@ func Run(ctx context.Context, s *Scenario, opts Options) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	cp, err := cluster.Start()
+	cp, err := cluster.StartWith(cluster.Options{Gangs: len(s.PodGroups) > 0})
 	if err != nil {
 		return nil, err
 	}
@@ -68,11 +69,13 @@ func Run(ctx context.Context, s *Scenario, opts Options) (*Report, error) {
 	if err := cp.RunKubelet(ctx); err != nil {
 		return nil, err
 	}
-	done, err := cp.StartScheduler(ctx, opts.SchedulerConfig)
-	if err != nil {
+	r := &runner{cs: cs, opts: opts, schedulerName: schedulerName, minCount: map[string]int{}, members: map[string]int{}}
+	if err := r.createGroups(ctx, s.PodGroups); err != nil {
 		return nil, err
 	}
-	r := &runner{cs: cs, opts: opts, schedulerName: schedulerName, done: done}
+	if r.done, err = cp.StartScheduler(ctx, opts.SchedulerConfig); err != nil {
+		return nil, err
+	}
 	for i, st := range s.Steps {
 		if err := r.step(ctx, st); err != nil {
 			return nil, fmt.Errorf("pods[%d]: %w", i, err)
@@ -121,6 +124,26 @@ type runner struct {
 	schedulerName string
 	done          <-chan error
 	created       []string // namespace/name, in creation order
+	// minCount and members are, per pod group (namespace/name), its
+	// gang's size and the pods of it created so far.
+	minCount, members map[string]int
+}
+
+// createGroups creates the scenario's PodGroups, each with a gang policy.
+func (r *runner) createGroups(ctx context.Context, groups []PodGroupSpec) error {
+	for _, g := range groups {
+		if err := ensureNamespace(ctx, r.cs, g.Namespace); err != nil {
+			return err
+		}
+		pg := &schedulingv1beta1.PodGroup{ObjectMeta: metav1.ObjectMeta{Name: g.Name, Namespace: g.Namespace},
+			Spec: schedulingv1beta1.PodGroupSpec{SchedulingPolicy: schedulingv1beta1.PodGroupSchedulingPolicy{
+				Gang: &schedulingv1beta1.GangSchedulingPolicy{MinCount: g.MinCount}}}}
+		if _, err := r.cs.SchedulingV1beta1().PodGroups(g.Namespace).Create(ctx, pg, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("creating pod group %s: %w", g.Key(), err)
+		}
+		r.minCount[g.Key()] = int(g.MinCount)
+	}
+	return nil
 }
 
 func (r *runner) step(ctx context.Context, st Step) error {
@@ -149,6 +172,13 @@ func (r *runner) step(ctx context.Context, st Step) error {
 	key := pod.Namespace + "/" + pod.Name
 	r.created = slices.DeleteFunc(r.created, func(k string) bool { return k == key })
 	r.created = append(r.created, key)
+	// The scheduler takes up a gang's pods once minCount of them exist:
+	// until then there is nothing to wait for.
+	if g := group(pod); g != "" {
+		if r.members[g]++; r.members[g] < r.minCount[g] {
+			return nil
+		}
+	}
 	return r.waitSettled(ctx, pod.Namespace, pod.Name)
 }
 

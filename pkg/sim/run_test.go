@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -140,5 +142,79 @@ pods:
 	if !printed || !strings.Contains(page, `"namespace":"default","pod":"shown","memoryMiB":3000`) ||
 		!strings.Contains(page, `"memoryMiB":23034,"allocatedMemoryMiB":3000`) {
 		t.Errorf("printed %v, nodes:\n%s", printed, page)
+	}
+}
+
+// examples/topology.yaml: multi-card pods get linked cards, the node with
+// the better-linked set wins, and a required link no node offers keeps
+// its pod pending with the reason.
+func TestTopologyExample(t *testing.T) {
+	s, err := Load("../../examples/topology.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(context.Background(), s, Options{Settle: time.Second, StepTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	type where struct {
+		Node  string
+		Cards []int
+	}
+	want := map[string]where{
+		"train-a": {"hgx-h200", []int{0, 1, 2, 3}}, "train-b": {"hgx-h200", []int{4, 5, 6, 7}},
+		"pair-a": {"mixed", []int{0, 1}}, "pair-b": {"mixed", []int{2, 3}}, "pair-c": {"mixed", []int{4, 5}},
+	}
+	for _, p := range rep.Pods {
+		if p.Name == "train-nvlink" {
+			if p.Scheduled || !strings.Contains(p.Reason, "linked to each other by NVLink") {
+				t.Errorf("train-nvlink: scheduled %v, reason %q; want pending for want of linked cards", p.Scheduled, p.Reason)
+			}
+			continue
+		}
+		got := where{Node: p.Node}
+		for _, c := range p.Containers {
+			for _, d := range c.Devices {
+				got.Cards = append(got.Cards, d.Index)
+			}
+		}
+		slices.Sort(got.Cards)
+		if !p.Scheduled || !reflect.DeepEqual(got, want[p.Name]) {
+			t.Errorf("%s: scheduled %v on %+v, want %+v", p.Name, p.Scheduled, got, want[p.Name])
+		}
+	}
+	if len(rep.Pods) != 6 {
+		t.Errorf("%d pods reported, want 6", len(rep.Pods))
+	}
+}
+
+// examples/gang.yaml: a training group that fits only after another job
+// finishes binds no worker before, holds no cards while it waits, and
+// binds whole after.
+func TestGangExample(t *testing.T) {
+	s, err := Load("../../examples/gang.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rep, err := Run(context.Background(), s, Options{Settle: 10 * time.Second, StepTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var workers []int
+	for _, p := range rep.Pods {
+		if !strings.HasPrefix(p.Name, "train-") {
+			t.Errorf("%s still exists", p.Name)
+			continue
+		}
+		if !p.Scheduled || p.Node != "hgx-h200" {
+			t.Errorf("%s: scheduled %v on %q, want bound to hgx-h200", p.Name, p.Scheduled, p.Node)
+		}
+		for _, d := range p.Containers[0].Devices {
+			workers = append(workers, d.Index)
+		}
+	}
+	slices.Sort(workers)
+	if !slices.Equal(workers, []int{0, 1, 2, 3, 4, 5, 6, 7}) {
+		t.Errorf("the workers hold cards %v, want each of the 8 once", workers)
 	}
 }

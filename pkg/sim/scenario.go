@@ -22,20 +22,45 @@ import (
 // Scenario is a simulator input file.
 type Scenario struct {
 	Nodes []NodeSpec `json:"nodes"`
+	// PodGroups are gangs: PodGroup objects whose pods, naming them in
+	// spec.schedulingGroup.podGroupName, are placed all or none.
+	PodGroups []PodGroupSpec `json:"podGroups,omitempty"`
 	// Steps are the pods to create and the deletions, in order.
 	Steps []Step `json:"-"`
 }
 
+// PodGroupSpec is a scheduling.k8s.io PodGroup with a gang policy: none
+// of its pods binds until MinCount of them have their place.
+type PodGroupSpec struct {
+	Name      string `json:"name"`
+	Namespace string `json:"namespace,omitempty"`
+	MinCount  int32  `json:"minCount"`
+}
+
+// Key is the group's namespace/name.
+func (g *PodGroupSpec) Key() string { return g.Namespace + "/" + g.Name }
+
+// group returns the key of the PodGroup pod belongs to, or "".
+func group(pod *v1.Pod) string {
+	if g := pod.Spec.SchedulingGroup; g != nil && g.PodGroupName != nil {
+		return pod.Namespace + "/" + *g.PodGroupName
+	}
+	return ""
+}
+
 // NodeSpec describes Count identical nodes.
 type NodeSpec struct {
-	Name         string               `json:"name"`
-	Count        int                  `json:"count,omitempty"`
-	Labels       map[string]string    `json:"labels,omitempty"`
-	GPUs         []discovery.CardSpec `json:"gpus,omitempty"`
-	DeviceConfig device.NodeConfig    `json:"deviceConfig,omitempty"`
-	CPU          *resource.Quantity   `json:"cpu,omitempty"`
-	Memory       *resource.Quantity   `json:"memory,omitempty"`
-	Pods         *resource.Quantity   `json:"pods,omitempty"`
+	Name   string               `json:"name"`
+	Count  int                  `json:"count,omitempty"`
+	Labels map[string]string    `json:"labels,omitempty"`
+	GPUs   []discovery.CardSpec `json:"gpus,omitempty"`
+	// Topology links the cards (by index across gpus) by NVLink, HCCS
+	// or PCIe switches.
+	Topology     *discovery.FakeTopology `json:"topology,omitempty"`
+	DeviceConfig device.NodeConfig       `json:"deviceConfig,omitempty"`
+	CPU          *resource.Quantity      `json:"cpu,omitempty"`
+	Memory       *resource.Quantity      `json:"memory,omitempty"`
+	Pods         *resource.Quantity      `json:"pods,omitempty"`
 }
 
 // Step creates Pod or deletes the pod named by Delete (namespace/name).
@@ -45,8 +70,9 @@ type Step struct {
 }
 
 type rawScenario struct {
-	Nodes []NodeSpec        `json:"nodes"`
-	Pods  []json.RawMessage `json:"pods"`
+	Nodes     []NodeSpec        `json:"nodes"`
+	PodGroups []PodGroupSpec    `json:"podGroups"`
+	Pods      []json.RawMessage `json:"pods"`
 }
 
 // Load reads and checks a scenario file.
@@ -91,6 +117,25 @@ func Parse(b []byte) (*Scenario, error) {
 			names[n] = true
 		}
 	}
+	groups := map[string]bool{}
+	for i := range raw.PodGroups {
+		g := &raw.PodGroups[i]
+		path := fmt.Sprintf("podGroups[%d]", i)
+		if g.Namespace == "" {
+			g.Namespace = "default"
+		}
+		if errs := validation.IsDNS1123Subdomain(g.Name); len(errs) > 0 {
+			return nil, fmt.Errorf("%s.name: %q %s", path, g.Name, strings.Join(errs, "; "))
+		}
+		if g.MinCount < 1 || g.MinCount > 10000 {
+			return nil, fmt.Errorf("%s.minCount: %d must be in 1..10000", path, g.MinCount)
+		}
+		if groups[g.Key()] {
+			return nil, fmt.Errorf("%s: pod group %s is listed twice", path, g.Key())
+		}
+		groups[g.Key()] = true
+	}
+	s.PodGroups = raw.PodGroups
 	pods := map[string]bool{}
 	for i, r := range raw.Pods {
 		st, err := parseStep(fmt.Sprintf("pods[%d]", i), r)
@@ -98,6 +143,9 @@ func Parse(b []byte) (*Scenario, error) {
 			return nil, err
 		}
 		if st.Pod != nil {
+			if g := group(st.Pod); g != "" && !groups[g] {
+				return nil, fmt.Errorf("pods[%d].spec.schedulingGroup.podGroupName: %q names no podGroups entry in namespace %s", i, *st.Pod.Spec.SchedulingGroup.PodGroupName, st.Pod.Namespace)
+			}
 			key := st.Pod.Namespace + "/" + st.Pod.Name
 			if pods[key] {
 				return nil, fmt.Errorf("pods[%d]: pod %s is created twice without a delete between", i, key)
@@ -167,11 +215,23 @@ func (n *NodeSpec) check(path string) error {
 			return fmt.Errorf("%s.vendor: %q must be NVIDIA or Ascend", gp, g.Vendor)
 		}
 	}
-	_, err := discovery.NewFake(n.Names()[0], n.GPUs)
-	if err != nil {
+	if _, err := n.Backend(n.Names()[0]); err != nil {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return nil
+}
+
+// Backend is the fake backend of the node called name: its cards,
+// linked as the topology says.
+func (n *NodeSpec) Backend(name string) (*discovery.Fake, error) {
+	f, err := discovery.NewFake(name, n.GPUs)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.Connect(n.Topology); err != nil {
+		return nil, err
+	}
+	return f, nil
 }
 
 // Names lists the node names: name, or name-0..name-(count-1).

@@ -54,6 +54,8 @@ func TestReview(t *testing.T) {
 		{name: "other scheduler kept", req: request(admissionv1.Create, podWith(gpu, nil, "my-scheduler"), nil), allowed: true},
 		{name: "invalid request refused", req: request(admissionv1.Create, podWith(map[string]string{"nvidia.com/gpu": "1", "nvidia.com/gpucores": "300"}, nil, ""), nil),
 			message: "nvidia.com/gpucores=300 must be an integer in 0..100"},
+		{name: "invalid topology refused", req: request(admissionv1.Create, podWith(map[string]string{"nvidia.com/gpu": "2"}, map[string]string{device.GPUTopologyAnnotation: "pcie"}, ""), nil),
+			message: `annotation mosaic.io/gpu-topology: "pcie" is not one of best-effort, nvlink`},
 		{name: "copied allocation stripped", req: request(admissionv1.Create, podWith(gpu, map[string]string{device.AllocationAnnotation: "{}", "x": "y"}, "mosaic-scheduler"), nil), allowed: true,
 			patch: `[{"op":"remove","path":"/metadata/annotations/mosaic.io~1allocation"}]`, warnings: 1},
 		{name: "allocation edit refused", req: request(admissionv1.Update, podWith(gpu, map[string]string{device.AllocationAnnotation: "forged"}, ""), podWith(gpu, map[string]string{device.AllocationAnnotation: "real"}, "")),

@@ -46,6 +46,9 @@ type nodeEntry struct {
 	inv  *device.Inventory
 	err  error
 	cfg  device.NodeConfig
+	// topo is how the inventory's cards are linked, read once per
+	// inventory.
+	topo *placement.Topology
 	used map[string]device.Usage // by card UUID
 	// awaiting holds the pods bound or assumed here whose devices the node
 	// agent has not handed out yet.
@@ -80,7 +83,7 @@ func (v *nodeView) handoutBusy(self types.UID) bool {
 
 // publishLocked builds the node's view from its entry.
 func (n *nodeEntry) publishLocked() {
-	v := &nodeView{node: placement.Node{Name: n.name}, err: n.err, awaiting: len(n.awaiting)}
+	v := &nodeView{node: placement.Node{Name: n.name, Topology: n.topo}, err: n.err, awaiting: len(n.awaiting)}
 	for uid := range n.awaiting {
 		v.one = uid
 	}
@@ -150,7 +153,7 @@ func (c *usageCache) setNode(logger klog.Logger, node *v1.Node) {
 		return
 	}
 	defer n.publishLocked()
-	n.raw, n.inv, n.err = raw, nil, nil
+	n.raw, n.inv, n.err, n.topo = raw, nil, nil, nil
 	if raw == "" {
 		return
 	}
@@ -172,6 +175,11 @@ func (c *usageCache) setNode(logger klog.Logger, node *v1.Node) {
 		}
 	}
 	n.cfg = n.inv.Config.Merge(c.defaults)
+	cards := make([]placement.Card, len(n.inv.Devices))
+	for i := range n.inv.Devices {
+		cards[i].Device = &n.inv.Devices[i]
+	}
+	n.topo = placement.NewTopology(cards)
 }
 
 // deleteNode forgets a deleted node's inventory; the pods bound there keep
@@ -180,7 +188,7 @@ func (c *usageCache) deleteNode(node *v1.Node) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if n := c.nodes[node.Name]; n != nil {
-		n.raw, n.inv, n.err = "", nil, nil
+		n.raw, n.inv, n.err, n.topo = "", nil, nil, nil
 		if !stale(node.ResourceVersion, n.rv) {
 			n.rv = node.ResourceVersion
 		}
@@ -373,7 +381,7 @@ func (c *usageCache) view(name string, added, removed map[string]device.Usage) (
 // adjusted is a copy of the view's cards with the footprints of added
 // pods counted and of removed ones released.
 func (v *nodeView) adjusted(added, removed map[string]device.Usage) *placement.Node {
-	out := &placement.Node{Name: v.node.Name, Cards: slices.Clone(v.node.Cards)}
+	out := &placement.Node{Name: v.node.Name, Cards: slices.Clone(v.node.Cards), Topology: v.node.Topology}
 	for i := range out.Cards {
 		card := &out.Cards[i]
 		id := card.Device.UUID

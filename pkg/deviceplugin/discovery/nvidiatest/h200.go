@@ -51,3 +51,22 @@ func PciInfo(bus string) nvml.PciInfo {
 
 // UUID is the UUID of s's card i.
 func UUID(s *server.Server, i int) string { return s.Devices[i].(*server.Device).UUID }
+
+// NewHGXH200 is NewH200 as an HGX H200 board is wired: each card's 18
+// NVLinks end at the NVSwitches, so every card reaches every other.
+func NewHGXH200() *server.Server {
+	s := NewH200()
+	for _, d := range s.Devices {
+		md := d.(*server.Device)
+		md.GetNvLinkStateFunc = func(l int) (nvml.EnableState, nvml.Return) {
+			if l < 18 {
+				return nvml.FEATURE_ENABLED, nvml.SUCCESS
+			}
+			return 0, nvml.ERROR_INVALID_ARGUMENT
+		}
+		md.GetNvLinkRemoteDeviceTypeFunc = func(int) (nvml.IntNvLinkDeviceType, nvml.Return) {
+			return nvml.NVLINK_DEVICE_TYPE_SWITCH, nvml.SUCCESS
+		}
+	}
+	return s
+}
