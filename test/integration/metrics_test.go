@@ -68,12 +68,12 @@ func TestSchedulerMetrics(t *testing.T) {
 	bound := map[string]string{"result": "bound"}
 	memory := map[string]string{"extension_point": "Filter", "reason": placement.ReasonMemory}
 	deleted := map[string]string{"event": "DevicePodDeleted", "hint": "Queue"}
-	filterTime := map[string]string{"extension_point": "Filter"}
+	preFilterTime := map[string]string{"extension_point": "PreFilter"}
 	bindTime := map[string]string{"extension_point": "Bind"}
 	// Counters are the process's: earlier tests counted too.
 	binds0, memory0 := sample(t, "mosaic_scheduler_device_pod_binds_total", bound), sample(t, "mosaic_scheduler_allocation_failures_total", memory)
 	deleted0 := sample(t, "mosaic_scheduler_queueing_hints_total", deleted)
-	filter0, bind0 := sample(t, "mosaic_scheduler_extension_point_duration_seconds", filterTime), sample(t, "mosaic_scheduler_extension_point_duration_seconds", bindTime)
+	preFilter0, bind0 := sample(t, "mosaic_scheduler_extension_point_duration_seconds", preFilterTime), sample(t, "mosaic_scheduler_extension_point_duration_seconds", bindTime)
 
 	share := func(name, mem string) podSpec {
 		return podSpec{name: name, limits: map[string]string{"nvidia.com/gpu": "1", "nvidia.com/gpumem": mem, "nvidia.com/gpucores": "30"}}
@@ -95,10 +95,10 @@ func TestSchedulerMetrics(t *testing.T) {
 	if got := sample(t, "mosaic_scheduler_allocation_failures_total", memory); got < memory0+1 {
 		t.Errorf("allocation failures for %q: %v, want at least %v", placement.ReasonMemory, got, memory0+1)
 	}
-	// Filter ran for each pod on the one node, at least once; Bind once
-	// for each bound pod.
-	if got := sample(t, "mosaic_scheduler_extension_point_duration_seconds", filterTime); got < filter0+3 {
-		t.Errorf("Filter observations: %v, want at least %v", got, filter0+3)
+	// PreFilter ran for each pod at least once; Bind once for each bound
+	// pod.
+	if got := sample(t, "mosaic_scheduler_extension_point_duration_seconds", preFilterTime); got < preFilter0+3 {
+		t.Errorf("PreFilter observations: %v, want at least %v", got, preFilter0+3)
 	}
 	waitSample(t, "mosaic_scheduler_extension_point_duration_seconds", bindTime, bind0+2)
 
