@@ -191,14 +191,15 @@ share "force 25, 4 threads on 4 streams: charged once" 15 28 CUDA_DEVICE_SM_LIMI
 # even and no thread starves (served in the order they woke, one thread of
 # four made a third of another's steps, p99/median 3-5). Whether kernels of
 # several streams run side by side or one after another (each filling the
-# card), the work in flight is predicted as it is charged. Bounds are loose
-# for a loaded host (an idle one gives p99/median 1.1-1.4, fewest/most 0.8-1).
+# card), the work in flight is predicted as it is charged. The bounds catch
+# starvation, not spread: an idle host gives p99/median 1.1-1.4 and
+# fewest/most 0.8-1, one loaded by parallel builds up to 7 and 0.76.
 stream_steps() { # name, env...
 	local name=$1 out s ratio fair
 	shift
 	new_scope "ss$RANDOM"
 	if out=$(run "$@" "$B/test_enforcer" stream_steps 4 4 10 500 2>"$T/err") && read -r s ratio fair <<<"$out" &&
-		within "$s" 18 30 && within "$ratio" 0 3 && within "$fair" 0.6 1; then
+		within "$s" 18 30 && within "$ratio" 0 10 && within "$fair" 0.5 1; then
 		pass "$name: $s %, p99/median step $ratio, fewest/most steps $fair"
 	else
 		fail "$name: '$out' (share, p99/median, fewest/most steps of a thread)"; cat "$T/err"
@@ -244,10 +245,11 @@ steps "force 50, one 25 ms kernel a step" 40 53 2.5 CUDA_DEVICE_SM_LIMIT=50 $F "
 # The first launch of a kernel can stall on the host (its module loaded
 # lazily: tens of ms as a workload starts). That is not GPU time: charged,
 # at force 10 a 100 ms stall cost the next step a second (on the H200 the
-# first step of a matmul loop took 1.1 s, 8 times the others).
+# first step of a matmul loop took 1.1 s, 8 times the others; here 20
+# times, against 1.1 now: the bound of 6 leaves room for a loaded host).
 new_scope startup
 if r=$(run CUDA_DEVICE_SM_LIMIT=10 $F STUB_FIRST_LAUNCH_US=100000 "$B/test_enforcer" startup 3 5000 2>"$T/err") &&
-	within "$r" 0 3; then
+	within "$r" 0 6; then
 	pass "force 10, a stalled first launch is not charged: longest step $r x median"
 else
 	fail "force 10, a stalled first launch: '$r' x median"; cat "$T/err"
@@ -255,7 +257,7 @@ fi
 # Nor is host work between two launches before their durations are known.
 new_scope setup
 if r=$(run CUDA_DEVICE_SM_LIMIT=10 $F TEST_SETUP_GAP_US=100000 "$B/test_enforcer" startup 3 5000 2>"$T/err") &&
-	within "$r" 0 3; then
+	within "$r" 0 6; then
 	pass "force 10, host work between the first launches is not charged: longest step $r x median"
 else
 	fail "force 10, host work between the first launches: '$r' x median"; cat "$T/err"
