@@ -60,10 +60,20 @@
 	X(cuStreamEndCapture, cuStreamEndCapture, 10000, 0)                                                  \
 	X(cuStreamEndCapture_ptsz, cuStreamEndCapture, 10000, 1)
 
-/* NVML functions hooked so that nvidia-smi and friends see the limit. */
+/* NVML functions hooked so that nvidia-smi and friends see the limit and
+ * the container's own processes. */
 #define MOSAIC_NVML_HOOKS(X)                                                                                 \
 	X(nvmlDeviceGetMemoryInfo, nvmlDeviceGetMemoryInfo, 0, 0)                                           \
-	X(nvmlDeviceGetMemoryInfo_v2, nvmlDeviceGetMemoryInfo_v2, 0, 0)
+	X(nvmlDeviceGetMemoryInfo_v2, nvmlDeviceGetMemoryInfo_v2, 0, 0)                                     \
+	X(nvmlDeviceGetComputeRunningProcesses, nvmlDeviceGetComputeRunningProcesses, 0, 0)                 \
+	X(nvmlDeviceGetComputeRunningProcesses_v2, nvmlDeviceGetComputeRunningProcesses_v2, 0, 0)           \
+	X(nvmlDeviceGetComputeRunningProcesses_v3, nvmlDeviceGetComputeRunningProcesses_v3, 0, 0)           \
+	X(nvmlDeviceGetGraphicsRunningProcesses, nvmlDeviceGetGraphicsRunningProcesses, 0, 0)               \
+	X(nvmlDeviceGetGraphicsRunningProcesses_v2, nvmlDeviceGetGraphicsRunningProcesses_v2, 0, 0)         \
+	X(nvmlDeviceGetGraphicsRunningProcesses_v3, nvmlDeviceGetGraphicsRunningProcesses_v3, 0, 0)         \
+	X(nvmlDeviceGetMPSComputeRunningProcesses, nvmlDeviceGetMPSComputeRunningProcesses, 0, 0)           \
+	X(nvmlDeviceGetMPSComputeRunningProcesses_v2, nvmlDeviceGetMPSComputeRunningProcesses_v2, 0, 0)     \
+	X(nvmlDeviceGetMPSComputeRunningProcesses_v3, nvmlDeviceGetMPSComputeRunningProcesses_v3, 0, 0)
 
 /* Functions of the real libraries the enforcer calls but does not hook. */
 #define MOSAIC_CUDA_CALLS(X)                                                                                 \

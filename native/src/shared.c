@@ -271,6 +271,24 @@ uint64_t mosaic_shm_used(int card)
 	return sum_used(card);
 }
 
+int mosaic_shm_processes(int card, uint32_t *pids, uint64_t *bytes, int max)
+{
+	if (card < 0 || card >= MOSAIC_MAX_CARDS || (me == NULL && mosaic_shm_attach() != 0))
+		return 0;
+	maybe_reclaim(0);
+	int n = 0;
+	FOR_EACH_LIVE(i, {
+		uint64_t owner = atomic_load(&shm->slots[i].owner), used = atomic_load(&shm->slots[i].used[card]);
+		int32_t pid = OWNER_PID(owner);
+		if (pid > 0 && used > 0) {
+			if (n < max)
+				pids[n] = (uint32_t)pid, bytes[n] = used;
+			n++;
+		}
+	});
+	return n;
+}
+
 uint64_t mosaic_shm_tenant_key(void)
 {
 	if (me == NULL && mosaic_shm_attach() != 0)

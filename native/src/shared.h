@@ -51,6 +51,10 @@ int mosaic_shm_reserve(int card, uint64_t bytes, uint64_t limit);
 void mosaic_shm_release(int card, uint64_t bytes);
 /* The container's usage of card, dead processes' reclaimed first when due. */
 uint64_t mosaic_shm_used(int card);
+/* The container's processes holding memory on card: up to max of them
+ * (pid in the container's PID namespace, bytes held) into pids and bytes.
+ * Returns how many there are, which may be more than max. */
+int mosaic_shm_processes(int card, uint32_t *pids, uint64_t *bytes, int max);
 /* The container's identity in card regions, the same for all its processes;
  * 0 when there is no accounting file. */
 uint64_t mosaic_shm_tenant_key(void);

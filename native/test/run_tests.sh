@@ -49,6 +49,12 @@ new_scope meminfo
 check "cuMemGetInfo, cuDeviceTotalMem, NVML: min(limit, physical)" \
 	run STUB_PHYS_BYTES=$((1024 * MiB)) CUDA_DEVICE_MEMORY_LIMIT=256m CUDA_DEVICE_MEMORY_LIMIT_1=2g \
 	TEST_TOTAL0=$((256 * MiB)) TEST_TOTAL1=$((1024 * MiB)) "$B/test_enforcer" meminfo
+new_scope procs
+check "NVML process lists: the container's own processes by their pids, never the host's" \
+	run CUDA_DEVICE_MEMORY_LIMIT=256m TEST_OWN=1 "$B/test_enforcer" procs
+new_scope procs-none
+check "NVML process lists of a card the container holds no share of: the driver's" \
+	run TEST_OWN=0 "$B/test_enforcer" procs
 new_scope uuid
 check "limits file: cards matched by UUID before ordinal" \
 	run MOSAIC_LIMITS_FILE="$GOLDEN/limits-valid.conf" STUB_UUID_SWAP=1 \

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +63,10 @@ F(cuLaunchKernel);
 F(cuGraphLaunch);
 F(nvmlDeviceGetMemoryInfo);
 F(nvmlDeviceGetMemoryInfo_v2);
+F(nvmlDeviceGetComputeRunningProcesses);
+F(nvmlDeviceGetComputeRunningProcesses_v2);
+F(nvmlDeviceGetComputeRunningProcesses_v3);
+F(nvmlDeviceGetGraphicsRunningProcesses_v3);
 #undef F
 typedef CUresult (*ctx_create_fn)(CUcontext *, unsigned int, CUdevice);
 typedef CUresult (*ctx_set_fn)(CUcontext);
@@ -285,6 +290,68 @@ static void t_meminfo(void)
 		p_cuMemFree_v2(h);
 	}
 	p_cuCtxSetCurrent(ctx[0]);
+}
+
+/* NVML's process lists of device 0. TEST_OWN=1: the container's own
+ * processes, by pid, with what they hold (this one 48 MiB, a child 16 MiB),
+ * and never the host's process the stub driver reports; TEST_OWN=0: the
+ * driver's list as it is (no share of the card). */
+static void t_procs(void)
+{
+	int own = env_u64("TEST_OWN") != 0;
+	nvml = dlopen("libnvidia-ml.so.1", RTLD_NOW | RTLD_LOCAL);
+	CHECK(nvml != NULL, "dlopen nvml");
+	LOAD(nvml, nvmlDeviceGetComputeRunningProcesses);
+	LOAD(nvml, nvmlDeviceGetComputeRunningProcesses_v2);
+	LOAD(nvml, nvmlDeviceGetComputeRunningProcesses_v3);
+	LOAD(nvml, nvmlDeviceGetGraphicsRunningProcesses_v3);
+	nvmlDevice_t d;
+	((nvml_handle_fn)sym(nvml, "nvmlDeviceGetHandleByIndex_v2"))(0, &d);
+	uint64_t h;
+	CHECK(a_alloc(48 * MiB, &h) == CUDA_SUCCESS, "alloc 48 MiB");
+	int ready[2], done[2];
+	CHECK(pipe(ready) == 0 && pipe(done) == 0, "pipe");
+	pid_t child = fork();
+	if (child == 0) {
+		uint64_t hc;
+		char c = a_alloc(16 * MiB, &hc) == CUDA_SUCCESS ? 'y' : 'n';
+		(void)!write(ready[1], &c, 1);
+		(void)!read(done[0], &c, 1);
+		_exit(0);
+	}
+	char c = 0;
+	CHECK(read(ready[0], &c, 1) == 1 && c == 'y', "the child's allocation");
+	nvmlProcessInfo_t p3[8];
+	nvmlProcessInfo_v1_t p1[8];
+	unsigned int n3 = 8, n2 = 8, n1 = 8, small = 1, gn = 8;
+	nvmlReturn_t r3 = p_nvmlDeviceGetComputeRunningProcesses_v3(d, &n3, p3);
+	nvmlProcessInfo_t p2[8];
+	nvmlReturn_t r2 = p_nvmlDeviceGetComputeRunningProcesses_v2(d, &n2, p2);
+	nvmlReturn_t r1 = p_nvmlDeviceGetComputeRunningProcesses(d, &n1, p1);
+	nvmlReturn_t rs = p_nvmlDeviceGetComputeRunningProcesses_v3(d, &small, p3 + 4);
+	nvmlReturn_t rg = p_nvmlDeviceGetGraphicsRunningProcesses_v3(d, &gn, p3 + 6);
+	(void)!write(done[1], "x", 1);
+	waitpid(child, NULL, 0);
+	CHECK(r3 == NVML_SUCCESS && r2 == NVML_SUCCESS && r1 == NVML_SUCCESS, "returns %d %d %d", r3, r2, r1);
+	if (!own) {
+		CHECK(n3 == 1 && p3[0].pid == 4242424u && n1 == 1 && p1[0].pid == 4242424u, "driver's list: %u entries, pid %u",
+		      n3, p3[0].pid);
+		CHECK(rs == NVML_SUCCESS && small == 1, "driver's list into one entry: %d, %u", rs, small);
+		p_cuMemFree_v2(h);
+		return;
+	}
+	CHECK(n3 == 2 && n2 == 2 && n1 == 2, "%u, %u, %u processes, want 2", n3, n2, n1);
+	for (unsigned i = 0; i < n3 && i < 2; i++) {
+		uint64_t want = p3[i].pid == (unsigned)getpid() ? 48 * MiB : p3[i].pid == (unsigned)child ? 16 * MiB : 0;
+		CHECK(want != 0 && p3[i].usedGpuMemory == want, "v3 entry %u: pid %u, %llu bytes (this %d, child %d)", i,
+		      p3[i].pid, p3[i].usedGpuMemory, getpid(), child);
+		CHECK(p1[i].pid == p3[i].pid && p1[i].usedGpuMemory == p3[i].usedGpuMemory && p2[i].pid == p3[i].pid,
+		      "v1/v2 entry %u differs", i);
+		CHECK(p3[i].pid != 4242424u, "the host's process is listed");
+	}
+	CHECK(rs == NVML_ERROR_INSUFFICIENT_SIZE && small == 2, "one entry for two processes: %d, count %u", rs, small);
+	CHECK(rg == NVML_SUCCESS && gn == 0, "graphics list: %d, %u entries", rg, gn);
+	p_cuMemFree_v2(h);
 }
 
 /* cuGetProcAddress hands out the hook of the variant the driver would. */
@@ -842,6 +909,8 @@ int main(int argc, char **argv)
 		t_failclosed();
 	else if (strcmp(cmd, "meminfo") == 0)
 		t_meminfo();
+	else if (strcmp(cmd, "procs") == 0)
+		t_procs();
 	else if (strcmp(cmd, "procaddr") == 0)
 		t_procaddr();
 	else if (strcmp(cmd, "stress") == 0 && argc == 4)
