@@ -215,33 +215,12 @@ func (e *env) delete(name string) {
 // more than it offers, and returns the pods holding cards.
 func (e *env) checkCapacity() (holding int) {
 	e.t.Helper()
-	nodes, err := e.cs.CoreV1().Nodes().List(e.ctx, metav1.ListOptions{})
+	over, n, err := usage.Check(e.ctx, e.cs, e.ns, device.DefaultNodeConfig())
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	pods, err := e.cs.CoreV1().Pods(e.ns).List(e.ctx, metav1.ListOptions{})
-	if err != nil {
-		e.t.Fatal(err)
+	for _, line := range over {
+		e.t.Error(line)
 	}
-	var np []*v1.Node
-	for i := range nodes.Items {
-		np = append(np, &nodes.Items[i])
-	}
-	var pp []*v1.Pod
-	for i := range pods.Items {
-		if _, _, ok, err := device.PodFootprint(&pods.Items[i]); err != nil {
-			e.t.Fatal(err)
-		} else if ok {
-			holding++
-		}
-		pp = append(pp, &pods.Items[i])
-	}
-	for _, n := range usage.Compute(np, pp, device.DefaultNodeConfig()) {
-		for _, c := range n.Cards {
-			if c.OverCommitted() {
-				e.t.Errorf("node %s card %d over capacity: %+v", n.Name, c.Index, c)
-			}
-		}
-	}
-	return holding
+	return n
 }

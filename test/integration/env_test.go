@@ -381,35 +381,14 @@ func (e *env) delete(name string) {
 // number of bound pods holding cards.
 func (e *env) checkCapacity() (bound int) {
 	e.t.Helper()
-	nodes, err := e.cs.CoreV1().Nodes().List(e.ctx, metav1.ListOptions{})
+	over, n, err := usage.Check(e.ctx, e.cs, e.ns, device.NodeConfig{SplitCount: 10, MemoryScaling: 1, CoreScaling: 1})
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	pods, err := e.cs.CoreV1().Pods(e.ns).List(e.ctx, metav1.ListOptions{})
-	if err != nil {
-		e.t.Fatal(err)
+	for _, line := range over {
+		e.t.Error(line)
 	}
-	var np []*v1.Node
-	for i := range nodes.Items {
-		np = append(np, &nodes.Items[i])
-	}
-	var pp []*v1.Pod
-	for i := range pods.Items {
-		if _, _, ok, err := device.PodFootprint(&pods.Items[i]); err != nil {
-			e.t.Fatal(err)
-		} else if ok {
-			bound++
-		}
-		pp = append(pp, &pods.Items[i])
-	}
-	for _, n := range usage.Compute(np, pp, device.NodeConfig{SplitCount: 10, MemoryScaling: 1, CoreScaling: 1}) {
-		for _, c := range n.Cards {
-			if c.OverCommitted() {
-				e.t.Errorf("node %s card %d over capacity: %+v", n.Name, c.Index, c)
-			}
-		}
-	}
-	return bound
+	return n
 }
 
 // withArgs returns the shipped second-scheduler config with Mosaic args
