@@ -8,6 +8,13 @@ const LANG = params.get("lang") || (navigator.language || "en").split("-")[0];
 const STRINGS = window.MOSAIC_STRINGS;
 const TABLE = STRINGS[LANG] || STRINGS.en;
 
+// "NVIDIA A100-SXM4-80GB", not "NVIDIA · NVIDIA A100-SXM4-80GB": the vendor
+// only where the model name does not already start with it.
+function modelLabel(m) {
+  if (!m.vendor || m.model.toLowerCase().startsWith(m.vendor.toLowerCase())) return m.model;
+  return m.vendor + " · " + m.model;
+}
+
 // t looks a string up and fills in its arguments.
 function t(key, ...args) {
   let s = TABLE[key] !== undefined ? TABLE[key] : (STRINGS.en[key] !== undefined ? STRINGS.en[key] : key);
@@ -82,12 +89,12 @@ function renderOverview(o) {
     el("td", { class: "num", "data-field": "coresUsed" }, m.usedCores === undefined ? t("usedUnknown") : pct(m.usedCores / Math.max(1, m.cards))),
     el("td", { class: "num", "data-field": "shares" }, m.allocatedShares + "/" + m.shares));
   const body = $("overview-table").tBodies[0];
-  body.replaceChildren(...(o.models || []).map((m) => row(m, (m.vendor ? m.vendor + " · " : "") + m.model, "model")),
+  body.replaceChildren(...(o.models || []).map((m) => row(m, modelLabel(m), "model")),
     row(o.total, t("total"), "total"));
   const models = (o.models || []).map((m) => ({ value: m.model, text: m.model }));
   setOptions($("f-model"), models, t("allModels"));
   setOptions($("f-namespace"), (o.namespaces || []).map((n) => ({ value: n, text: n })), t("allNamespaces"));
-  const helperModels = (o.models || []).map((m) => ({ value: m.vendor + "|" + m.model, text: m.vendor + " · " + m.model }));
+  const helperModels = (o.models || []).map((m) => ({ value: m.vendor + "|" + m.model, text: modelLabel(m) }));
   setOptions($("h-model"), helperModels, t("anyModel"));
 }
 
