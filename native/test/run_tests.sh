@@ -253,21 +253,19 @@ steps "force 50, one 25 ms kernel a step" 40 53 2.5 CUDA_DEVICE_SM_LIMIT=50 $F "
 # at force 10 a 100 ms stall cost the next step a second (on the H200 the
 # first step of a matmul loop took 1.1 s, 8 times the others; here 20
 # times, against 1.1 now: the bound of 6 leaves room for a loaded host).
-new_scope startup
-if r=$(run CUDA_DEVICE_SM_LIMIT=10 $F STUB_FIRST_LAUNCH_US=100000 "$B/test_enforcer" startup 3 5000 2>"$T/err") &&
-	within "$r" 0 6; then
-	pass "force 10, a stalled first launch is not charged: longest step $r x median"
-else
-	fail "force 10, a stalled first launch: '$r' x median"; cat "$T/err"
-fi
+startup() { # name, env...: the longest step over the median, at most 6
+	local name=$1 r
+	shift
+	new_scope "startup$RANDOM"
+	if r=$(run CUDA_DEVICE_SM_LIMIT=10 $F "$@" "$B/test_enforcer" startup 3 5000 2>"$T/err") && within "$r" 0 6; then
+		pass "force 10, $name is not charged: longest step $r x median"
+	else
+		fail "force 10, $name: '$r' x median"; cat "$T/err"
+	fi
+}
+startup "a stalled first launch" STUB_FIRST_LAUNCH_US=100000
 # Nor is host work between two launches before their durations are known.
-new_scope setup
-if r=$(run CUDA_DEVICE_SM_LIMIT=10 $F TEST_SETUP_GAP_US=100000 "$B/test_enforcer" startup 3 5000 2>"$T/err") &&
-	within "$r" 0 6; then
-	pass "force 10, host work between the first launches is not charged: longest step $r x median"
-else
-	fail "force 10, host work between the first launches: '$r' x median"; cat "$T/err"
-fi
+startup "host work between the first launches" TEST_SETUP_GAP_US=100000
 
 # A host-bound loop (100 us kernels, each followed by 200 us of host work)
 # keeps the card about half busy. A force 75 limit must not slow it: the
