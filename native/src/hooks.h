@@ -73,7 +73,8 @@
 	X(nvmlDeviceGetGraphicsRunningProcesses_v3, nvmlDeviceGetGraphicsRunningProcesses_v3, 0, 0)         \
 	X(nvmlDeviceGetMPSComputeRunningProcesses, nvmlDeviceGetMPSComputeRunningProcesses, 0, 0)           \
 	X(nvmlDeviceGetMPSComputeRunningProcesses_v2, nvmlDeviceGetMPSComputeRunningProcesses_v2, 0, 0)     \
-	X(nvmlDeviceGetMPSComputeRunningProcesses_v3, nvmlDeviceGetMPSComputeRunningProcesses_v3, 0, 0)
+	X(nvmlDeviceGetMPSComputeRunningProcesses_v3, nvmlDeviceGetMPSComputeRunningProcesses_v3, 0, 0)     \
+	X(nvmlDeviceGetRunningProcessDetailList, nvmlDeviceGetRunningProcessDetailList, 0, 0)
 
 /* Functions of the real libraries the enforcer calls but does not hook. */
 #define MOSAIC_CUDA_CALLS(X)                                                                                 \
@@ -81,7 +82,7 @@
 	X(cuCtxGetDevice) X(cuCtxGetCurrent) X(cuEventCreate) X(cuEventRecord) X(cuEventQuery)             \
 	X(cuEventElapsedTime) X(cuEventElapsedTime_v2) X(cuEventDestroy_v2)                                 \
 	X(cuThreadExchangeStreamCaptureMode) X(cuMemHostAlloc) X(cuMemHostGetDevicePointer_v2) X(cuMemFreeHost) \
-	X(cuStreamWaitValue32_v2)
+	X(cuStreamWaitValue32_v2) X(cuStreamCreate) X(cuStreamDestroy_v2) X(cuMemsetD32Async)
 
 #define MOSAIC_NVML_CALLS(X) X(nvmlDeviceGetUUID) X(nvmlDeviceGetIndex)
 

@@ -123,3 +123,33 @@ PROCESS_LIST(nvmlDeviceGetGraphicsRunningProcesses_v3, nvmlProcessInfo_t, 0, 1)
 PROCESS_LIST(nvmlDeviceGetMPSComputeRunningProcesses, nvmlProcessInfo_v1_t, 1, 1)
 PROCESS_LIST(nvmlDeviceGetMPSComputeRunningProcesses_v2, nvmlProcessInfo_t, 0, 1)
 PROCESS_LIST(nvmlDeviceGetMPSComputeRunningProcesses_v3, nvmlProcessInfo_t, 0, 1)
+
+/* The one call for every kind of list (nvidia-smi's since driver 550).
+ * On a held card a list layout this library does not know is refused, not
+ * passed through: the driver's list is the neighbours'. */
+EXPORT nvmlReturn_t nvmlDeviceGetRunningProcessDetailList(nvmlDevice_t device, nvmlProcessDetailList_v1_t *plist)
+{
+	__typeof__(&nvmlDeviceGetRunningProcessDetailList) real = NVML_REAL(nvmlDeviceGetRunningProcessDetailList);
+	if (real == NULL)
+		return NVML_ERROR_UNINITIALIZED;
+	int card = dev_of(device).card;
+	if (card < 0)
+		return real(device, plist);
+	if (plist == NULL || plist->version != nvmlProcessDetailList_v1 || plist->mode > NVML_PROCESS_MODE_ALL)
+		return NVML_ERROR_INVALID_ARGUMENT;
+	uint32_t pids[256];
+	uint64_t bytes[256];
+	int graphics = plist->mode == NVML_PROCESS_MODE_GRAPHICS || plist->mode == NVML_PROCESS_MODE_MPS;
+	int n = graphics ? 0 : mosaic_shm_processes(card, pids, bytes, 256);
+	if (n > 256)
+		n = 256;
+	if ((unsigned int)n > plist->numProcArrayEntries || (n > 0 && plist->procArray == NULL)) {
+		plist->numProcArrayEntries = (unsigned int)n;
+		return NVML_ERROR_INSUFFICIENT_SIZE;
+	}
+	for (int i = 0; i < n; i++)
+		plist->procArray[i] = (nvmlProcessDetail_v1_t){.pid = pids[i], .usedGpuMemory = bytes[i],
+								.gpuInstanceId = NO_INSTANCE, .computeInstanceId = NO_INSTANCE};
+	plist->numProcArrayEntries = (unsigned int)n;
+	return NVML_SUCCESS;
+}

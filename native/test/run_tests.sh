@@ -295,6 +295,19 @@ if u=$(run $L "$B/test_enforcer" gaps 2 3 10 2>"$T/err") && l=$(run $L CUDA_DEVI
 else
 	fail "force 40, held timings: kernels shorter than the launch latency: '$l' % (unlimited '$u' %)"; cat "$T/err"
 fi
+# A kernel behind a held start event starts once dispatched, a constant
+# after the event completed (1.4 us on an H200; 2 us here): held timings
+# read that much long, and a loop of 5 us kernels was held at 18 % by a
+# force 25 limit. The enforcer measures the constant per context (held
+# memsets, one and 32 back to back) and takes it off.
+new_scope dispatch
+D="STUB_LAUNCH_LATENCY_US=10 STUB_DISPATCH_NS=2000"
+if u=$(run $D "$B/test_enforcer" gaps 2 5 10 2>"$T/err") && l=$(run $D CUDA_DEVICE_SM_LIMIT=25 $F "$B/test_enforcer" gaps 2 5 10 2>>"$T/err") &&
+	within "$l" "$(awk -v u="$u" 'BEGIN { print (u < 25 ? u : 25) * 0.88 }')" 28; then
+	pass "force 25, held timings less their dispatch: 5 us kernels keep their share: $l % (unlimited $u %)"
+else
+	fail "force 25, held timings less their dispatch: '$l' % (unlimited '$u' %)"; cat "$T/err"
+fi
 # A launch call that waits for the device to go idle (lazy loading of a
 # kernel) while its own stream is held would wait forever: the watchdog lets
 # the hold go within milliseconds. test_enforcer fails on any hold the stub

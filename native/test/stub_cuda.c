@@ -35,6 +35,7 @@ static long kernel_us;
 static uint64_t latency_ns, sync_every;
 static int serial;
 static uint64_t first_ns;
+static uint64_t dispatch_ns, memset_ns;
 static _Atomic uint64_t nlaunches;
 static _Thread_local const char *last;
 static _Thread_local int cur_dev;
@@ -61,6 +62,10 @@ EXPORT CUresult cuInit(unsigned int flags)
 	sync_every = env_u64("STUB_LAUNCH_SYNC_EVERY", 0);
 	serial = env_u64("STUB_STREAMS_SERIAL", 0) != 0;
 	first_ns = env_u64("STUB_FIRST_LAUNCH_US", 0) * 1000ULL;
+	/* A kernel behind a hold starts this long after the hold lets go
+	 * (an H200 dispatches it 1.4 us after the start event completes). */
+	dispatch_ns = env_u64("STUB_DISPATCH_NS", 0);
+	memset_ns = env_u64("STUB_MEMSET_NS", 2000);
 	ctr = &local_counters;
 	const char *f = getenv("STUB_SHARED_FILE");
 	if (f != NULL) {
@@ -351,7 +356,7 @@ static void sleep_until(uint64_t t)
 #define QUEUE_NS 20000000ULL
 #define NSTREAMS 256
 #define MAXIV (1 << 21)
-#define HELD_OPS 16
+#define HELD_OPS 64 /* operations queued behind one hold; more is an error */
 #define STUCK_NS 1000000000ULL
 
 /* Events complete when the stream reaches them (t; UINT64_MAX: behind a hold). */
@@ -495,11 +500,16 @@ static void poll_holds(void)
 		nholds--;
 		if (st->tail < now)
 			st->tail = now;
+		/* A kernel right behind an event is dispatched once the event
+		 * completed; one behind a kernel overlaps its dispatch with it. */
+		int behind_event = 1;
 		for (int k = 0; k < st->nheld; k++) {
-			if (st->held[k].e != NULL)
-				st->held[k].e->t = st->tail;
-			else
-				place(st, now, st->held[k].ns);
+			if (st->held[k].e != NULL) {
+				st->held[k].e->t = st->tail, behind_event = 1;
+			} else {
+				place(st, behind_event ? st->tail + dispatch_ns : now, st->held[k].ns);
+				behind_event = 0;
+			}
 		}
 		st->nheld = 0;
 	}
@@ -514,7 +524,7 @@ static CUresult run(const char *name, CUstream s, uint64_t dur_ns)
 		return CUDA_SUCCESS;
 	if (sync_every != 0 && ++nlaunches % sync_every == 0)
 		sync_streams(0);
-	if (first_ns != 0) {
+	if (first_ns != 0 && strcmp(name, "cuMemsetD32Async") != 0) { /* built into the driver: never loaded */
 		static uint64_t seen[64];
 		static int nseen;
 		int found = 0;
@@ -535,11 +545,14 @@ static CUresult run(const char *name, CUstream s, uint64_t dur_ns)
 		pthread_mutex_unlock(&gpu_mu);
 		return CUDA_SUCCESS;
 	}
-	if (st->wait_word != NULL && st->nheld < HELD_OPS) {
-		st->held[st->nheld].e = NULL, st->held[st->nheld].ns = dur_ns;
-		st->nheld++;
+	if (st->wait_word != NULL) {
+		CUresult r = CUDA_ERROR_NOT_SUPPORTED;
+		if (st->nheld < HELD_OPS) {
+			st->held[st->nheld].e = NULL, st->held[st->nheld].ns = dur_ns;
+			st->nheld++, r = CUDA_SUCCESS;
+		}
 		pthread_mutex_unlock(&gpu_mu);
-		return CUDA_SUCCESS;
+		return r;
 	}
 	while (st->tail > now_ns() + QUEUE_NS) {
 		uint64_t t = st->tail - QUEUE_NS;
@@ -569,6 +582,25 @@ EXPORT CUresult cuStreamWaitValue32_v2(CUstream s, CUdeviceptr addr, uint32_t va
 	}
 	pthread_mutex_unlock(&gpu_mu);
 	return r;
+}
+
+EXPORT CUresult cuStreamCreate(CUstream *s, unsigned int flags)
+{
+	(void)flags;
+	*s = calloc(1, 1); /* a distinct key; its slot is never reused */
+	return *s ? CUDA_SUCCESS : CUDA_ERROR_OUT_OF_MEMORY;
+}
+EXPORT CUresult cuStreamDestroy_v2(CUstream s)
+{
+	(void)s; /* kept: its key must stay distinct while its slot lives */
+	return CUDA_SUCCESS;
+}
+EXPORT CUresult cuMemsetD32Async(CUdeviceptr d, unsigned int v, size_t n, CUstream s)
+{
+	if (d == 0)
+		return CUDA_ERROR_INVALID_VALUE;
+	(void)v, (void)n;
+	return run("cuMemsetD32Async", s, memset_ns);
 }
 
 EXPORT CUresult cuMemHostAlloc(void **pp, size_t bytes, unsigned int flags)
@@ -744,13 +776,15 @@ EXPORT CUresult cuEventRecord(CUevent e, CUstream s)
 		captured_events++;
 	uint64_t now = now_ns();
 	e->t = st->tail > now ? st->tail : now;
+	CUresult r = CUDA_SUCCESS;
 	if (!e->captured && st->wait_word != NULL) {
-		e->t = UINT64_MAX;
 		if (st->nheld < HELD_OPS)
-			st->held[st->nheld].e = e, st->nheld++;
+			e->t = UINT64_MAX, st->held[st->nheld].e = e, st->nheld++;
+		else
+			r = CUDA_ERROR_NOT_SUPPORTED;
 	}
 	pthread_mutex_unlock(&gpu_mu);
-	return CUDA_SUCCESS;
+	return r;
 }
 static CUresult event_check(CUevent e)
 {

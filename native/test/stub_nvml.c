@@ -95,6 +95,20 @@ static nvmlReturn_t host_list(unsigned int *count, void *infos, int v1)
 	return NVML_SUCCESS;
 }
 
+EXPORT nvmlReturn_t nvmlDeviceGetRunningProcessDetailList(nvmlDevice_t d, nvmlProcessDetailList_v1_t *l)
+{
+	(void)d;
+	if (l == NULL || l->version != nvmlProcessDetailList_v1)
+		return NVML_ERROR_INVALID_ARGUMENT;
+	if (l->numProcArrayEntries < 1 || l->procArray == NULL) {
+		l->numProcArrayEntries = 1;
+		return NVML_ERROR_INSUFFICIENT_SIZE;
+	}
+	l->procArray[0] = (nvmlProcessDetail_v1_t){.pid = STUB_HOST_PID, .usedGpuMemory = 1ULL << 30,
+						   .gpuInstanceId = 0xFFFFFFFFu, .computeInstanceId = 0xFFFFFFFFu};
+	l->numProcArrayEntries = 1;
+	return NVML_SUCCESS;
+}
 EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses(nvmlDevice_t d, unsigned int *n, nvmlProcessInfo_v1_t *p)
 {
 	(void)d;

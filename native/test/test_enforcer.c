@@ -67,6 +67,7 @@ F(nvmlDeviceGetComputeRunningProcesses);
 F(nvmlDeviceGetComputeRunningProcesses_v2);
 F(nvmlDeviceGetComputeRunningProcesses_v3);
 F(nvmlDeviceGetGraphicsRunningProcesses_v3);
+F(nvmlDeviceGetRunningProcessDetailList);
 #undef F
 typedef CUresult (*ctx_create_fn)(CUcontext *, unsigned int, CUdevice);
 typedef CUresult (*ctx_set_fn)(CUcontext);
@@ -305,6 +306,7 @@ static void t_procs(void)
 	LOAD(nvml, nvmlDeviceGetComputeRunningProcesses_v2);
 	LOAD(nvml, nvmlDeviceGetComputeRunningProcesses_v3);
 	LOAD(nvml, nvmlDeviceGetGraphicsRunningProcesses_v3);
+	LOAD(nvml, nvmlDeviceGetRunningProcessDetailList);
 	nvmlDevice_t d;
 	((nvml_handle_fn)sym(nvml, "nvmlDeviceGetHandleByIndex_v2"))(0, &d);
 	uint64_t h;
@@ -330,6 +332,15 @@ static void t_procs(void)
 	nvmlReturn_t r1 = p_nvmlDeviceGetComputeRunningProcesses(d, &n1, p1);
 	nvmlReturn_t rs = p_nvmlDeviceGetComputeRunningProcesses_v3(d, &small, p3 + 4);
 	nvmlReturn_t rg = p_nvmlDeviceGetGraphicsRunningProcesses_v3(d, &gn, p3 + 6);
+	nvmlProcessDetail_v1_t pd[8];
+	nvmlProcessDetailList_v1_t dl = {nvmlProcessDetailList_v1, NVML_PROCESS_MODE_COMPUTE, 8, pd};
+	nvmlProcessDetailList_v1_t dsmall = {nvmlProcessDetailList_v1, NVML_PROCESS_MODE_ALL, 0, NULL};
+	nvmlProcessDetailList_v1_t dg = {nvmlProcessDetailList_v1, NVML_PROCESS_MODE_GRAPHICS, 8, pd + 4};
+	nvmlProcessDetailList_v1_t dbad = {nvmlProcessDetailList_v1 + 1, NVML_PROCESS_MODE_COMPUTE, 8, pd + 4};
+	nvmlReturn_t rd = p_nvmlDeviceGetRunningProcessDetailList(d, &dl);
+	nvmlReturn_t rds = p_nvmlDeviceGetRunningProcessDetailList(d, &dsmall);
+	nvmlReturn_t rdg = p_nvmlDeviceGetRunningProcessDetailList(d, &dg);
+	nvmlReturn_t rdb = p_nvmlDeviceGetRunningProcessDetailList(d, &dbad);
 	(void)!write(done[1], "x", 1);
 	waitpid(child, NULL, 0);
 	CHECK(r3 == NVML_SUCCESS && r2 == NVML_SUCCESS && r1 == NVML_SUCCESS, "returns %d %d %d", r3, r2, r1);
@@ -337,6 +348,8 @@ static void t_procs(void)
 		CHECK(n3 == 1 && p3[0].pid == 4242424u && n1 == 1 && p1[0].pid == 4242424u, "driver's list: %u entries, pid %u",
 		      n3, p3[0].pid);
 		CHECK(rs == NVML_SUCCESS && small == 1, "driver's list into one entry: %d, %u", rs, small);
+		CHECK(rd == NVML_SUCCESS && dl.numProcArrayEntries == 1 && pd[0].pid == 4242424u,
+		      "driver's detail list: %d, %u entries", rd, dl.numProcArrayEntries);
 		p_cuMemFree_v2(h);
 		return;
 	}
@@ -351,6 +364,14 @@ static void t_procs(void)
 	}
 	CHECK(rs == NVML_ERROR_INSUFFICIENT_SIZE && small == 2, "one entry for two processes: %d, count %u", rs, small);
 	CHECK(rg == NVML_SUCCESS && gn == 0, "graphics list: %d, %u entries", rg, gn);
+	CHECK(rd == NVML_SUCCESS && dl.numProcArrayEntries == 2, "detail list: %d, %u entries", rd, dl.numProcArrayEntries);
+	for (unsigned i = 0; i < dl.numProcArrayEntries && i < 2; i++)
+		CHECK(pd[i].pid == p3[i].pid && pd[i].usedGpuMemory == p3[i].usedGpuMemory && pd[i].pid != 4242424u,
+		      "detail entry %u: pid %u, %llu bytes", i, pd[i].pid, pd[i].usedGpuMemory);
+	CHECK(rds == NVML_ERROR_INSUFFICIENT_SIZE && dsmall.numProcArrayEntries == 2, "detail list, no room: %d, count %u",
+	      rds, dsmall.numProcArrayEntries);
+	CHECK(rdg == NVML_SUCCESS && dg.numProcArrayEntries == 0, "graphics detail list: %d, %u", rdg, dg.numProcArrayEntries);
+	CHECK(rdb == NVML_ERROR_INVALID_ARGUMENT, "unknown detail list version: %d, want refused", rdb);
 	p_cuMemFree_v2(h);
 }
 
