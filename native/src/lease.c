@@ -23,10 +23,10 @@ static uint64_t pack(int proc, uint64_t end_ns)
 	return ((end_ns / 1000) << MOSAIC_LEASE_HOLDER_BITS) | (uint64_t)(proc + 1);
 }
 
-static struct mosaic_region *map_region(const char *path)
+static struct mosaic_region *map_region(const char *path, int create)
 {
 	int fd = open(path, O_RDWR | O_CLOEXEC | O_NOFOLLOW);
-	if (fd < 0 && errno == ENOENT) {
+	if (fd < 0 && errno == ENOENT && create) {
 		/* Containers sharing the card may run as different users: the
 		 * first one makes the file writable by all, whatever its umask. */
 		fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0666);
@@ -121,7 +121,7 @@ static int claim_proc(struct mosaic_region *r, int tenant, uint64_t now)
 int mosaic_lease_join(struct mosaic_lease *l, const char *path, uint64_t key, int share, int force, uint64_t now)
 {
 	memset(l, 0, sizeof *l);
-	struct mosaic_region *r = map_region(path);
+	struct mosaic_region *r = map_region(path, 1);
 	if (r == NULL) {
 		mosaic_log(MOSAIC_LOG_INFO, "card region %s: %s", path, strerror(errno));
 		return -1;
@@ -176,24 +176,45 @@ static int eligible(const struct mosaic_tenant *t, uint64_t now)
 	return !atomic_load(&t->force) || tokens_at(t, now) > 0;
 }
 
-/* Who goes first: a share before best effort, then the lowest virtual time. */
-static int before(const struct mosaic_tenant *a, const struct mosaic_tenant *b)
+/* 1 while the process's container holds another of its cards' leases. */
+static int aligned(const struct mosaic_lease_proc *p, uint64_t now)
+{
+	uint32_t s = atomic_load_explicit(&p->sibling_ms, memory_order_relaxed);
+	return s != 0 && (int32_t)(s - (uint32_t)(now / 1000000)) > 0;
+}
+
+/* A virtual time less the alignment bonus: one lease of the tenant's own
+ * GPU time. */
+static uint64_t vtime_of(const struct mosaic_tenant *t, int align)
+{
+	uint64_t v = atomic_load(&t->vtime);
+	int share = atomic_load(&t->share);
+	uint64_t bonus = align ? MOSAIC_LEASE_NS * 100 / (uint64_t)(share > 0 ? share : 1) : 0;
+	return v > bonus ? v - bonus : 0;
+}
+
+/* Who goes first: a share before best effort, then the lowest virtual
+ * time, less the bonus of a tenant running on another of its cards. */
+static int before(const struct mosaic_tenant *a, int align_a, const struct mosaic_tenant *b, int align_b)
 {
 	int sa = atomic_load(&a->share) > 0, sb = atomic_load(&b->share) > 0;
 	if (sa != sb)
 		return sa;
-	return atomic_load(&a->vtime) < atomic_load(&b->vtime);
+	return vtime_of(a, align_a) < vtime_of(b, align_b);
 }
 
 /* 1 when some other waiting process should go before tenant me (any
- * eligible waiter at all, with anyone). */
-static int waiter(const struct mosaic_lease *l, const struct mosaic_tenant *me, uint64_t now, int anyone)
+ * eligible waiter at all, with anyone; with only_aligned, only one whose
+ * container runs on another of its cards now). */
+static int waiter(const struct mosaic_lease *l, const struct mosaic_tenant *me, uint64_t now, int anyone,
+		  int only_aligned)
 {
 	struct mosaic_region *r = l->r;
 	uint32_t hi = atomic_load(&r->procs_hi);
+	int me_aligned = aligned(&r->procs[l->proc], now);
 	for (uint32_t i = 0; i < hi && i < MOSAIC_REGION_PROCS; i++) {
 		const struct mosaic_lease_proc *p = &r->procs[i];
-		if ((int)i == l->proc || !waiting(p, now))
+		if ((int)i == l->proc || !waiting(p, now) || (only_aligned && !aligned(p, now)))
 			continue;
 		int ti = atomic_load(&p->tenant);
 		if (ti < 0 || ti >= MOSAIC_REGION_TENANTS)
@@ -201,7 +222,7 @@ static int waiter(const struct mosaic_lease *l, const struct mosaic_tenant *me, 
 		const struct mosaic_tenant *t = &r->tenants[ti];
 		if (t == me) /* another process of this container: take turns with it */
 			return 1;
-		if (eligible(t, now) && (anyone || before(t, me)))
+		if (eligible(t, now) && (anyone || before(t, aligned(p, now), me, me_aligned)))
 			return 1;
 	}
 	return 0;
@@ -209,10 +230,15 @@ static int waiter(const struct mosaic_lease *l, const struct mosaic_tenant *me, 
 
 static int someone_before(const struct mosaic_lease *l, const struct mosaic_tenant *me, uint64_t now)
 {
-	return waiter(l, me, now, 0);
+	return waiter(l, me, now, 0, 0);
 }
 
-int mosaic_lease_wanted(const struct mosaic_lease *l, uint64_t now) { return waiter(l, tenant(l), now, 1); }
+int mosaic_lease_wanted(const struct mosaic_lease *l, uint64_t now) { return waiter(l, tenant(l), now, 1, 0); }
+
+int mosaic_lease_yield(const struct mosaic_lease *l, uint64_t now, int only_aligned)
+{
+	return waiter(l, tenant(l), now, 0, only_aligned);
+}
 
 /* A container that comes back after idling starts at the virtual time of
  * the busiest active one, not with a credit for the time it did not use. */
@@ -344,4 +370,27 @@ uint64_t mosaic_lease_wait_ns(const struct mosaic_lease *l, uint64_t now)
 	if (w != 0 && end > now + 200000)
 		return end - now - 100000 > 2000000 ? 2000000 : end - now - 100000;
 	return 50000;
+}
+
+void mosaic_lease_set_sibling(struct mosaic_lease *l, uint64_t until_ns)
+{
+	uint32_t ms = (uint32_t)(until_ns / 1000000);
+	if (until_ns != 0 && ms == 0)
+		ms = 1; /* 0 says none */
+	atomic_store_explicit(&l->r->procs[l->proc].sibling_ms, until_ns ? ms : 0, memory_order_relaxed);
+}
+
+struct mosaic_region *mosaic_region_peek(const char *path) { return map_region(path, 0); }
+
+uint64_t mosaic_region_held_by(const struct mosaic_region *r, uint64_t key, uint64_t now)
+{
+	uint64_t w = atomic_load(&r->lease);
+	int holder = MOSAIC_LEASE_HOLDER(w);
+	uint64_t end = MOSAIC_LEASE_END_US(w) * 1000;
+	if (w == 0 || holder < 0 || holder >= MOSAIC_REGION_PROCS || end <= now)
+		return 0;
+	int ti = atomic_load(&r->procs[holder].tenant);
+	if (ti < 0 || ti >= MOSAIC_REGION_TENANTS || atomic_load(&r->tenants[ti].key) != key)
+		return 0;
+	return end;
 }

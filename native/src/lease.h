@@ -45,7 +45,9 @@ struct mosaic_lease_proc {
 	_Atomic uint64_t seen_ns;   /* last sign of life: pids of other containers are not
 				     * visible here, so liveness is this heartbeat */
 	_Atomic int32_t tenant;     /* index into tenants */
-	uint32_t reserved;
+	/* Its container holds the lease of another of its cards until then
+	 * (CLOCK_MONOTONIC ms, low 32 bits; 0: not): see MOSAIC_ALIGN. */
+	_Atomic uint32_t sibling_ms;
 	_Atomic uint64_t waiting_ns; /* refreshed while it waits for the lease; 0: not waiting */
 } __attribute__((aligned(64)));
 
@@ -106,6 +108,24 @@ int64_t mosaic_lease_tokens(const struct mosaic_lease *l, uint64_t now);
 int mosaic_lease_guarded(const struct mosaic_lease *l, uint64_t now);
 /* How long a waiter sleeps before trying again. */
 uint64_t mosaic_lease_wait_ns(const struct mosaic_lease *l, uint64_t now);
+
+/* Aligned turns across a container's cards (NCCL ranks, one per card,
+ * wait for each other: a rank whose card is someone else's turn stalls its
+ * peers, which spin on theirs). A process publishes in its slot until when
+ * its container holds another of its cards' leases; on this card such a
+ * waiter or holder goes before others as if it had used one lease less of
+ * its own GPU time (a bounded bonus: shares hold over any longer window).
+ * until_ns 0: holds none. */
+void mosaic_lease_set_sibling(struct mosaic_lease *l, uint64_t until_ns);
+/* 1 when a waiter goes before the holder now (only_aligned: only a waiter
+ * whose container runs on another of its cards): the holder hands over
+ * then, not at its lease's end, so that a multi-card container's turns
+ * begin together on its cards. */
+int mosaic_lease_yield(const struct mosaic_lease *l, uint64_t now, int only_aligned);
+/* Maps an existing region to look at it (never creates one); NULL if none. */
+struct mosaic_region *mosaic_region_peek(const char *path);
+/* When the container key holds the region's lease, its end; else 0. */
+uint64_t mosaic_region_held_by(const struct mosaic_region *r, uint64_t key, uint64_t now);
 
 /* Tunables (ns). A lease lasts LEASE_NS; a neighbour who wants the card gets
  * it at the holder's next lease end plus its drain; a dead holder's lease

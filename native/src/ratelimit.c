@@ -56,6 +56,7 @@
 #define OVERLAP_SAMPLE_NS 20000000ULL /* learn the overlap of streams over 20 ms of their work */
 #define HELD_EXTRA_MAX_NS 3000ULL /* a calibration reading more was disturbed (1.4 us on an H200) */
 #define CAL_DONE 4 /* calibration attempts per context */
+#define ALIGN_CHECK_NS 1000000ULL /* a holder looks for aligned waiters this often */
 
 #define UNKNOWN UINT64_MAX
 
@@ -92,6 +93,7 @@ struct card {
 	CUcontext ctx;
 	int holding, draining, inlaunch;
 	uint64_t lease_end;
+	uint64_t align_check; /* next look for a waiter running on its other cards */
 	/* The open slice. */
 	struct {
 		CUstream stream;
@@ -646,6 +648,54 @@ static void drain_and_release(struct card *c)
 	c->draining = 0;
 }
 
+/* The node's regions of this container's cards, looked at to align its
+ * turns across them (mosaic_lease_set_sibling): mapped once each, apart
+ * from any card's own membership. */
+static struct {
+	pthread_mutex_t mu;
+	int state; /* 0: not looked for, 1: mapped, -1: none */
+	int n;     /* the container's cards that take turns with a share */
+	struct mosaic_region *r[MOSAIC_MAX_CARDS];
+	uint64_t key;
+} sib = {.mu = PTHREAD_MUTEX_INITIALIZER};
+
+static void sib_map(void)
+{
+	pthread_mutex_lock(&sib.mu);
+	if (sib.state == 0) {
+		sib.key = mosaic_shm_tenant_key();
+		for (int i = 0; i < mosaic_dev_count(); i++) {
+			const struct mosaic_dev *d = mosaic_dev_timed(i);
+			char path[512];
+			if (d == NULL || d->cores == 0 || d->card < 0 || d->card >= MOSAIC_MAX_CARDS)
+				continue;
+			sib.n++;
+			if (d->uuid[0] != '\0' && mosaic_card_region_path(d->uuid, path, sizeof path) == 0)
+				sib.r[d->card] = mosaic_region_peek(path);
+		}
+		sib.state = sib.n > 1 && sib.key != 0 ? 1 : -1;
+	}
+	pthread_mutex_unlock(&sib.mu);
+}
+
+/* Until when this container holds the lease of another of its cards; 0:
+ * none (or a single card: nothing to align). */
+static uint64_t sibling_until(const struct card *c, uint64_t now)
+{
+	if (sib.state == 0)
+		sib_map();
+	if (sib.state != 1)
+		return 0;
+	uint64_t until = 0;
+	for (int i = 0; i < MOSAIC_MAX_CARDS; i++) {
+		if (sib.r[i] == NULL || &cards[i] == c)
+			continue;
+		uint64_t e = mosaic_region_held_by(sib.r[i], sib.key, now);
+		until = e > until ? e : until;
+	}
+	return until;
+}
+
 static void join(struct card *c, const struct mosaic_dev *d)
 {
 	uint64_t key = mosaic_shm_tenant_key();
@@ -778,6 +828,15 @@ static int gate_enter(struct card *c, const struct mosaic_dev *d, CUcontext ctx,
 		}
 		uint64_t refill_wait = left > 0 ? 0 : (uint64_t)(-left + 1) * 100 / (uint64_t)c->lease.share;
 		if (c->holding && now < c->lease_end) {
+			/* A multi-card container whose turn runs on another of its
+			 * cards goes first here at once, not at this lease's end. */
+			if (now >= c->align_check) {
+				c->align_check = now + ALIGN_CHECK_NS;
+				if (mosaic_lease_yield(&c->lease, now, 1)) {
+					drain_and_release(c);
+					continue;
+				}
+			}
 			/* Work in flight is bounded by what the lease (and a force
 			 * budget) has left, so a hand-over or a cap is not overrun
 			 * by a deep queue. */
@@ -836,6 +895,7 @@ static int gate_enter(struct card *c, const struct mosaic_dev *d, CUcontext ctx,
 			continue;
 		}
 		uint64_t end = 0;
+		mosaic_lease_set_sibling(&c->lease, sibling_until(c, now));
 		if (mosaic_lease_try(&c->lease, now, &end)) {
 			c->holding = 1;
 			c->lease_end = end;

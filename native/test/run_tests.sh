@@ -5,6 +5,7 @@ cd "$(dirname "$0")/.."
 B=$PWD/build
 GOLDEN=$PWD/../pkg/device/testdata
 STUB_UUID0=GPU-6c8b3c2e-1f3a-4d9e-9b1a-0a1b2c3d4e5f
+STUB_UUID1=GPU-0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0
 T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 MiB=$((1 << 20))
@@ -371,6 +372,36 @@ together "two containers force 30/70" "30 force 20 33" "70 force 55 73"
 together "three containers default 20/30/50, all busy" "20 default 12 25" "30 default 20 35" "50 default 38 56"
 together "best effort beside force 50 gets what is left" "0 default 20 60" "50 force 38 53"
 together "best effort beside default 50 gets little" "0 default 0 20" "50 default 75 101"
+
+# A container on two cards (NCCL ranks, one per card, wait for each other)
+# takes its turns on both together: X (50 on cards 0 and 1) beside Y on
+# card 0 and Z on card 1, both 50, started out of step. Of the less busy
+# card's time X had, the share when the other card ran X's work too: 35-63 %
+# when each card's turns went their own way, 72-84 % aligned.
+aligned() { # policy
+	rm -rf "$CARDS" "$T/card.ctr"
+	mkdir -p "$CARDS/$STUB_UUID0" "$CARDS/$STUB_UUID1"
+	local e="CUDA_DEVICE_SM_LIMIT=50 GPU_CORE_UTILIZATION_POLICY=$1 STUB_KERNEL_US=1000"
+	container al.y $e "$B/test_enforcer" cards 4 0
+	sleep 0.013
+	container al.z $e "$B/test_enforcer" cards 4 1
+	sleep 0.006
+	container al.x $e "$B/test_enforcer" cards 3.8 01
+	wait
+	local y z x0 x1 both
+	read -r y <"$T/al.y"
+	read -r z <"$T/al.z"
+	read -r x0 x1 both <"$T/al.x"
+	if within "$y" 38 53 && within "$z" 38 53 && within "$x0" 38 53 && within "$x1" 38 53 && within "$both" 68 101; then
+		pass "$1 50 on two cards beside a neighbour on each: together $both % of the time (X $x0 / $x1 %, Y $y %, Z $z %)"
+	else
+		fail "$1 50 on two cards: together '$both' % (X '$x0' / '$x1', Y '$y', Z '$z')"; cat "$T/al.x"
+	fi
+	rm -rf "$CARDS" "$T/card.ctr"
+	mkdir -p "$CARDS/$STUB_UUID0"
+}
+aligned force
+aligned default
 
 # default lends idle time and takes it back: A (30) alone, then B (70)
 # arrives for 1.5 s, then A alone again.

@@ -651,6 +651,52 @@ EXPORT uint64_t stub_busy_between(int d, uint64_t t0, uint64_t t1)
 	return total;
 }
 EXPORT uint64_t stub_busy_ns(int d) { return stub_busy_between(d, 0, UINT64_MAX); }
+
+/* Device d's busy time as disjoint sorted intervals (malloc'd; *n of them).
+ * Called with gpu_mu held. */
+static struct interval *merged(int d, size_t *n)
+{
+	*n = 0;
+	if (iv[d] == NULL || niv[d] == 0)
+		return NULL;
+	struct interval *m = malloc(sizeof *m * niv[d]);
+	if (m == NULL)
+		return NULL;
+	qsort(iv[d], niv[d], sizeof *iv[d], cmp_iv);
+	for (size_t i = 0; i < niv[d]; i++) {
+		if (*n > 0 && iv[d][i].s <= m[*n - 1].e) {
+			if (iv[d][i].e > m[*n - 1].e)
+				m[*n - 1].e = iv[d][i].e;
+		} else {
+			m[(*n)++] = iv[d][i];
+		}
+	}
+	return m;
+}
+
+/* How long devices a and b were both busy with this process's work in
+ * [t0, t1]: a multi-card job's turns taken together. */
+EXPORT uint64_t stub_overlap_between(int a, int b, uint64_t t0, uint64_t t1)
+{
+	pthread_mutex_lock(&gpu_mu);
+	size_t na, nb, i = 0, j = 0;
+	struct interval *x = merged(a, &na), *y = merged(b, &nb);
+	uint64_t total = 0;
+	while (i < na && j < nb) {
+		uint64_t s = x[i].s > y[j].s ? x[i].s : y[j].s, e = x[i].e < y[j].e ? x[i].e : y[j].e;
+		s = s < t0 ? t0 : s, e = e > t1 ? t1 : e;
+		if (e > s)
+			total += e - s;
+		if (x[i].e < y[j].e)
+			i++;
+		else
+			j++;
+	}
+	free(x);
+	free(y);
+	pthread_mutex_unlock(&gpu_mu);
+	return total;
+}
 EXPORT uint64_t stub_capture_violations(void) { return violations; }
 EXPORT uint64_t stub_captured_events(void) { return captured_events; }
 

@@ -662,6 +662,53 @@ static void t_streams(double seconds, int threads)
 	printf("%.1f\n", share_of(t0, now_ns()));
 }
 
+/* One thread per device named in devs ("0", "1", "01"), each launching on
+ * its own stream for the given seconds. Prints each device's share after
+ * the first second and, with two devices, how much of the less busy one's
+ * time the other was busy too (turns taken together), in percent. */
+static struct {
+	double seconds;
+	uint64_t t0;
+} cd;
+
+static void *card_thread(void *arg)
+{
+	int d = (int)(uintptr_t)arg;
+	p_cuCtxSetCurrent(ctx[d]);
+	CUstream s = (CUstream)(uintptr_t)(0x600 + d);
+	uint64_t end = cd.t0 + (uint64_t)(cd.seconds * 1e9);
+	while (now_ns() < end)
+		p_cuLaunchKernel(NULL, 1, 1, 1, 1, 1, 1, 0, s, NULL, NULL);
+	p_stream_sync(s);
+	return NULL;
+}
+
+static void t_cards(double seconds, const char *devs)
+{
+	uint64_t (*overlap)(int, int, uint64_t, uint64_t) =
+		(uint64_t(*)(int, int, uint64_t, uint64_t))sym(cuda, "stub_overlap_between");
+	pthread_t t[2];
+	int dev[2], n = 0;
+	for (const char *c = devs; *c != '\0' && n < 2; c++)
+		if (*c == '0' || *c == '1')
+			dev[n++] = *c - '0';
+	cd.seconds = seconds, cd.t0 = now_ns();
+	for (int i = 0; i < n; i++)
+		pthread_create(&t[i], NULL, card_thread, (void *)(uintptr_t)dev[i]);
+	for (int i = 0; i < n; i++)
+		pthread_join(t[i], NULL);
+	uint64_t from = cd.t0 + 1000000000ULL, to = now_ns(), busy[2] = {0, 0};
+	for (int i = 0; i < n; i++) {
+		busy[i] = p_between(dev[i], from, to);
+		printf("%.1f ", 100.0 * (double)busy[i] / (double)(to - from));
+	}
+	if (n == 2) {
+		uint64_t least = busy[0] < busy[1] ? busy[0] : busy[1];
+		printf("%.1f", least ? 100.0 * (double)overlap(dev[0], dev[1], from, to) / (double)least : 0.0);
+	}
+	printf("\n");
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -956,6 +1003,8 @@ int main(int argc, char **argv)
 		t_steps(atof(argv[2]), atoi(argv[3]), (unsigned)atoi(argv[4]), (unsigned)atoi(argv[5]));
 	else if (strcmp(cmd, "startup") == 0 && argc == 4)
 		t_startup(atof(argv[2]), (unsigned)atoi(argv[3]));
+	else if (strcmp(cmd, "cards") == 0 && argc == 4)
+		t_cards(atof(argv[2]), argv[3]);
 	else if (strcmp(cmd, "gaps") == 0 && argc == 5)
 		t_gaps(atof(argv[2]), (unsigned)atoi(argv[3]), (unsigned)atoi(argv[4]));
 	else if (strcmp(cmd, "capture") == 0 && argc == 3)
