@@ -53,6 +53,8 @@ type nodeEntry struct {
 	// awaiting holds the pods bound or assumed here whose devices the node
 	// agent has not handed out yet.
 	awaiting map[types.UID]bool
+	// pods are the pods bound or assumed here (holders.go).
+	pods map[types.UID]*podEntry
 	// view is the above as Filter and Score read it.
 	view *nodeView
 }
@@ -70,6 +72,8 @@ type nodeView struct {
 	handout  bool
 	awaiting int
 	one      types.UID
+	// bound lists the pods bound here, for pod-group cycles (holders.go).
+	bound []boundHolder
 }
 
 // handoutBusy reports whether the node hands out devices through the
@@ -83,7 +87,7 @@ func (v *nodeView) handoutBusy(self types.UID) bool {
 
 // publishLocked builds the node's view from its entry.
 func (n *nodeEntry) publishLocked() {
-	v := &nodeView{node: placement.Node{Name: n.name, Topology: n.topo}, err: n.err, awaiting: len(n.awaiting)}
+	v := &nodeView{node: placement.Node{Name: n.name, Topology: n.topo}, err: n.err, awaiting: len(n.awaiting), bound: n.boundHoldersLocked()}
 	for uid := range n.awaiting {
 		v.one = uid
 	}
@@ -130,7 +134,7 @@ func stale(rv, have string) bool {
 func (c *usageCache) node(name string) *nodeEntry {
 	n := c.nodes[name]
 	if n == nil {
-		n = &nodeEntry{name: name, used: map[string]device.Usage{}, awaiting: map[types.UID]bool{}}
+		n = &nodeEntry{name: name, used: map[string]device.Usage{}, awaiting: map[types.UID]bool{}, pods: map[types.UID]*podEntry{}}
 		n.publishLocked()
 		c.nodes[name] = n
 	}
@@ -313,6 +317,7 @@ func (c *usageCache) setLocked(uid types.UID, e *podEntry) {
 	c.removeLocked(uid)
 	c.pods[uid] = e
 	n := c.node(e.node)
+	n.pods[uid] = e
 	for id, u := range e.footprint {
 		n.used[id] = n.used[id].Add(u)
 	}
@@ -330,6 +335,7 @@ func (c *usageCache) removeLocked(uid types.UID) {
 	delete(c.pods, uid)
 	n := c.node(e.node)
 	delete(n.awaiting, uid)
+	delete(n.pods, uid)
 	for id, u := range e.footprint {
 		left := n.used[id].Sub(u)
 		if left.Slots <= 0 {
