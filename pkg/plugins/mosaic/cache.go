@@ -37,6 +37,9 @@ type usageCache struct {
 	// pod that the informer handler has not seen leave yet: the handler's
 	// older events of that pod are stale. The handler's delete clears it.
 	gone map[types.UID]string
+	// waker activates waiting pod groups when the informers see cards
+	// free (groupwake.go).
+	waker groupWaker
 }
 
 type nodeEntry struct {

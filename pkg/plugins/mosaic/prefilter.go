@@ -25,6 +25,7 @@ func (p *Mosaic) preFilter(ctx context.Context, state fwk.CycleState, pod *v1.Po
 	if s := p.waitSynced(ctx); s != nil {
 		return nil, s
 	}
+	p.cache.waker.waiting(pod)
 	state.Write(stateKey, &cycleState{
 		req:     req,
 		added:   map[string]map[string]device.Usage{},
