@@ -69,7 +69,9 @@ func TestWebhookPodGroupRights(t *testing.T) {
 	if _, err := rbac.ClusterRoleBindings().Create(ctx, binding, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = rbac.ClusterRoleBindings().Delete(context.Background(), binding.Name, metav1.DeleteOptions{}) })
+	t.Cleanup(func() {
+		_ = rbac.ClusterRoleBindings().Delete(context.Background(), binding.Name, metav1.DeleteOptions{})
+	})
 
 	user := "system:serviceaccount:kube-system:" + webhookSA
 	for verb, want := range map[string]bool{"get": true, "create": true, "update": false, "delete": false, "list": false} {
