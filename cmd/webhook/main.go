@@ -1,8 +1,9 @@
 // Command mosaic-webhook is Mosaic's pod admission webhook: it refuses
 // invalid device requests at admission (read with the scheduler's own
 // args), refuses pods sharing a card whose containers would escape the
-// enforcer, routes device pods to Mosaic's scheduler, and keeps allocation
-// annotations the scheduler's alone.
+// enforcer, routes device pods to Mosaic's scheduler, maps other gang
+// schedulers' group annotations onto PodGroups (--pod-groups), and keeps
+// allocation annotations the scheduler's alone.
 package main
 
 import (
@@ -15,6 +16,8 @@ import (
 	"syscall"
 	"time"
 
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 
 	"github.com/mosaic-gpu/mosaic/pkg/webhook"
@@ -28,6 +31,7 @@ func main() {
 	scheduler := flag.String("scheduler-name", "mosaic-scheduler", "schedulerName set on device pods that name none or default-scheduler; empty: leave it")
 	schedulerConfig := flag.String("config", "", "the scheduler's KubeSchedulerConfiguration file: device requests are read with its Mosaic args (Ascend models, defaults); empty: the built-in args")
 	overridePolicy := flag.String("override-policy", string(webhook.OverrideDeny), "for a pod that shares a card and has a container that defeats the enforcer (privileged, its own LD_PRELOAD, ...): deny refuses it, warn admits it with a warning (the node agent still refuses the container)")
+	podGroups := flag.Bool("pod-groups", false, "map other gang schedulers' group annotations (Koordinator's gang name and min-available; the coscheduling label and Volcano's group name onto existing PodGroups) onto scheduling.k8s.io PodGroups, creating Koordinator's; needs the GenericWorkload API and the in-cluster service account's get/create on podgroups")
 	flag.Parse()
 
 	policy, err := webhook.ParseOverridePolicy(*overridePolicy)
@@ -46,6 +50,19 @@ func main() {
 			os.Exit(2)
 		}
 	}
+	if *podGroups {
+		rc, err := rest.InClusterConfig()
+		if err != nil {
+			klog.ErrorS(err, "--pod-groups needs the in-cluster service account")
+			os.Exit(2)
+		}
+		cs, err := kubernetes.NewForConfig(rc)
+		if err != nil {
+			klog.ErrorS(err, "--pod-groups")
+			os.Exit(2)
+		}
+		cfg.PodGroups = cs.SchedulingV1beta1().PodGroups
+	}
 	h := webhook.New(cfg, klog.Background())
 	mux := http.NewServeMux()
 	mux.Handle("/pods", h)
@@ -59,7 +76,7 @@ func main() {
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}()
-	klog.InfoS("Serving the pod admission webhook", "addr", *addr, "schedulerName", *scheduler, "config", *schedulerConfig, "overridePolicy", policy)
+	klog.InfoS("Serving the pod admission webhook", "addr", *addr, "schedulerName", *scheduler, "config", *schedulerConfig, "overridePolicy", policy, "podGroups", *podGroups)
 	if err := srv.ListenAndServeTLS(*cert, *key); err != nil && !errors.Is(err, http.ErrServerClosed) {
 		klog.ErrorS(err, "mosaic-webhook failed")
 		os.Exit(1)

@@ -9,6 +9,8 @@
 //     creation, since a webhook can be bypassed;
 //   - routes pods that ask for devices to Mosaic's scheduler when they name
 //     none (HAMi users write only resources);
+//   - maps other gang schedulers' group annotations onto Kubernetes'
+//     PodGroups when given a PodGroup client (groups.go);
 //   - strips allocation annotations from new pods (a copied manifest must
 //     not carry another pod's cards) and refuses updates that change them:
 //     only the scheduler writes them, through the pod's Binding, which this
@@ -45,6 +47,10 @@ type Config struct {
 	// OverridePolicy is what becomes of a pod that shares a card and has a
 	// container that defeats the enforcer; empty is OverrideDeny.
 	OverridePolicy OverridePolicy
+	// PodGroups, when set, maps other gang schedulers' group annotations
+	// onto Kubernetes' PodGroups (groups.go) for the pods Mosaic's
+	// scheduler places; nil leaves them alone.
+	PodGroups PodGroups
 }
 
 // OverridePolicy is the webhook's answer to a pod that shares a card and
@@ -117,7 +123,7 @@ func (h *Handler) Review(req *admissionv1.AdmissionRequest) *admissionv1.Admissi
 	}
 	switch req.Operation {
 	case admissionv1.Create:
-		return h.create(&pod)
+		return h.create(&pod, req.DryRun != nil && *req.DryRun)
 	case admissionv1.Update:
 		var old v1.Pod
 		if err := json.Unmarshal(req.OldObject.Raw, &old); err != nil {
@@ -139,6 +145,16 @@ func (h *Handler) Review(req *admissionv1.AdmissionRequest) *admissionv1.Admissi
 // devices, to Mosaic's scheduler.
 func (h *Handler) routes(pod *v1.Pod) bool {
 	return h.cfg.SchedulerName != "" && (pod.Spec.SchedulerName == "" || pod.Spec.SchedulerName == v1.DefaultSchedulerName)
+}
+
+// mosaicSchedules reports whether schedulerName is one of Mosaic's
+// scheduler's profiles.
+func (h *Handler) mosaicSchedules(schedulerName string) bool {
+	if schedulerName != "" && schedulerName == h.cfg.SchedulerName {
+		return true
+	}
+	_, ok := h.cfg.Profiles[schedulerName]
+	return ok
 }
 
 // parse reads the pod's device request as the scheduler profile that will
@@ -202,7 +218,7 @@ func (h *Handler) ephemeral(pod, old *v1.Pod) *admissionv1.AdmissionResponse {
 	return rsp
 }
 
-func (h *Handler) create(pod *v1.Pod) *admissionv1.AdmissionResponse {
+func (h *Handler) create(pod *v1.Pod, dryRun bool) *admissionv1.AdmissionResponse {
 	req, err := h.parse(pod)
 	if err != nil {
 		return deny(http.StatusUnprocessableEntity, "mosaic: invalid device request: "+err.Error())
@@ -222,8 +238,19 @@ func (h *Handler) create(pod *v1.Pod) *admissionv1.AdmissionResponse {
 			warnings = append(warnings, fmt.Sprintf("mosaic: removed annotation %s: the scheduler writes it when it binds the pod", k))
 		}
 	}
-	if req != nil && h.routes(pod) {
+	routed := req != nil && h.routes(pod)
+	if routed {
 		patch = append(patch, map[string]any{"op": "add", "path": "/spec/schedulerName", "value": h.cfg.SchedulerName})
+	}
+	if routed || h.mosaicSchedules(pod.Spec.SchedulerName) {
+		g := h.mapGroup(pod, dryRun)
+		if g.refusal != nil {
+			return g.refusal
+		}
+		warnings = append(warnings, g.warnings...)
+		if g.name != "" {
+			patch = append(patch, map[string]any{"op": "add", "path": "/spec/schedulingGroup", "value": map[string]any{"podGroupName": g.name}})
+		}
 	}
 	rsp := allow()
 	rsp.Warnings = warnings

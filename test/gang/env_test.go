@@ -8,6 +8,7 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
+	schedulingv1 "k8s.io/api/scheduling/v1"
 	schedulingv1beta1 "k8s.io/api/scheduling/v1beta1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -100,10 +101,14 @@ func h200(name string) sim.NodeSpec {
 }
 
 // group creates a gang PodGroup of minCount pods.
-func (e *env) group(name string, minCount int32) {
+func (e *env) group(name string, minCount int32) { e.groupWith(name, minCount, "") }
+
+// groupWith creates a gang PodGroup of minCount pods of a priority class
+// ("" for none): a group's priority is its PodGroup's, not its pods'.
+func (e *env) groupWith(name string, minCount int32, priority string) {
 	e.t.Helper()
 	pg := &schedulingv1beta1.PodGroup{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: e.ns},
-		Spec: schedulingv1beta1.PodGroupSpec{SchedulingPolicy: schedulingv1beta1.PodGroupSchedulingPolicy{
+		Spec: schedulingv1beta1.PodGroupSpec{PriorityClassName: priority, SchedulingPolicy: schedulingv1beta1.PodGroupSchedulingPolicy{
 			Gang: &schedulingv1beta1.GangSchedulingPolicy{MinCount: minCount}}}}
 	if _, err := e.cs.SchedulingV1beta1().PodGroups(e.ns).Create(e.ctx, pg, metav1.CreateOptions{}); err != nil {
 		e.t.Fatalf("creating PodGroup %s: %v", name, err)
@@ -111,16 +116,50 @@ func (e *env) group(name string, minCount int32) {
 }
 
 // pod creates a pod of whole cards, a member of group unless it is "".
-func (e *env) pod(name, group string, cards int) {
+func (e *env) pod(name, group string, cards int) { e.podWith(name, group, cards, "") }
+
+// podWith creates a pod of whole cards of a priority class ("" for none).
+func (e *env) podWith(name, group string, cards int, priority string) {
 	e.t.Helper()
+	p := e.podObject(name, group, cards)
+	p.Spec.PriorityClassName = priority
+	if _, err := e.cs.CoreV1().Pods(e.ns).Create(e.ctx, p, metav1.CreateOptions{}); err != nil {
+		e.t.Fatalf("creating pod %s: %v", name, err)
+	}
+}
+
+// podObject is a pod of whole cards, a member of group unless it is "".
+func (e *env) podObject(name, group string, cards int) *v1.Pod {
 	p := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: e.ns}, Spec: v1.PodSpec{SchedulerName: schedulerName,
 		Containers: []v1.Container{{Name: "c", Image: "x", Resources: v1.ResourceRequirements{
 			Limits: v1.ResourceList{device.ResourceNvidiaGPU: *resource.NewQuantity(int64(cards), resource.DecimalSI)}}}}}}
 	if group != "" {
 		p.Spec.SchedulingGroup = &v1.PodSchedulingGroup{PodGroupName: &group}
 	}
-	if _, err := e.cs.CoreV1().Pods(e.ns).Create(e.ctx, p, metav1.CreateOptions{}); err != nil {
-		e.t.Fatalf("creating pod %s: %v", name, err)
+	return p
+}
+
+// priorityClass creates a PriorityClass for the test's life and waits
+// until the API server's Priority admission, which resolves classes from
+// its own informer, accepts pods of it (a dry-run creation runs the same
+// admission).
+func (e *env) priorityClass(name string, value int32) {
+	e.t.Helper()
+	pc := &schedulingv1.PriorityClass{ObjectMeta: metav1.ObjectMeta{Name: name}, Value: value}
+	if _, err := e.cs.SchedulingV1().PriorityClasses().Create(e.ctx, pc, metav1.CreateOptions{}); err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() {
+		_ = e.cs.SchedulingV1().PriorityClasses().Delete(context.Background(), name, metav1.DeleteOptions{})
+	})
+	probe := e.podObject("probe-"+name, "", 1)
+	probe.Spec.PriorityClassName = name
+	err := wait.PollUntilContextTimeout(e.ctx, 50*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
+		_, err := e.cs.CoreV1().Pods(e.ns).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
+		return err == nil, nil
+	})
+	if err != nil {
+		e.t.Fatalf("pods of priority class %s still refused: %v", name, err)
 	}
 }
 

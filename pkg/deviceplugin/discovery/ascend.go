@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"fmt"
 	"strings"
+
+	"github.com/mosaic-gpu/mosaic/pkg/device"
 )
 
 // AscendOptions configures the Ascend backend.
@@ -52,6 +54,30 @@ func ascendHealthy(code uint32) bool { return code <= 1 }
 func ascendDieUUID(die [5]uint32) string {
 	return fmt.Sprintf("NPU-%08x-%08x-%08x-%08x-%08x", die[0], die[1], die[2], die[3], die[4])
 }
+
+// ascendLink maps the topology DCMI reports between two chips
+// (dcmi_get_topo_info_by_device_id's DCMI_TOPO_TYPE_*) to a link: HCCS,
+// Huawei's chip-to-chip interconnect, which placement prefers as it does
+// NVLink; a PCIe switch between them (PXB several, PIX one), whose
+// peer-to-peer traffic avoids the CPU; nothing for the paths through a
+// host bridge or across CPUs (PHB, SYS), the chip itself (SELF) or an
+// unknown type.
+func ascendLink(topo int) (device.LinkType, bool) {
+	switch topo {
+	case dcmiTopoHCCS:
+		return device.LinkHCCS, true
+	case dcmiTopoPXB, dcmiTopoPIX:
+		return device.LinkPCIe, true
+	}
+	return "", false
+}
+
+// DCMI's topology types (dcmi_interface_api.h).
+const (
+	dcmiTopoHCCS = 3
+	dcmiTopoPXB  = 4
+	dcmiTopoPIX  = 5
+)
 
 // dcmiErrors names DCMI's return codes (dcmi_interface_api.h).
 var dcmiErrors = map[int]string{

@@ -59,6 +59,7 @@ int dcmi_get_device_hbm_info(int card_id, int device_id, struct dcmi_hbm_info *h
 int dcmi_get_device_memory_info_v3(int card_id, int device_id, struct dcmi_get_memory_info_stru *memory_info);
 int dcmi_get_device_pcie_info_v2(int card_id, int device_id, struct dcmi_pcie_info_all *pcie_info);
 int dcmi_get_device_die_v2(int card_id, int device_id, enum dcmi_die_type input_type, struct dcmi_die_id *die_id);
+int dcmi_get_topo_info_by_device_id(int card_id1, int device_id1, int card_id2, int device_id2, int *topo_type);
 
 // X(name, required): the functions looked up in libdcmi. Without a
 // required one the library is unusable; an optional one that is missing
@@ -73,7 +74,8 @@ int dcmi_get_device_die_v2(int card_id, int device_id, enum dcmi_die_type input_
 	X(dcmi_get_device_hbm_info, 0)          \
 	X(dcmi_get_device_memory_info_v3, 0)    \
 	X(dcmi_get_device_pcie_info_v2, 0)      \
-	X(dcmi_get_device_die_v2, 0)
+	X(dcmi_get_device_die_v2, 0)           \
+	X(dcmi_get_topo_info_by_device_id, 0)
 
 #define MOSAIC_DCMI_MISSING (-99999)
 
@@ -134,6 +136,7 @@ static int m_health(struct mosaic_dcmi *l, int card, int dev, unsigned int *h) {
 static int m_hbm_info(struct mosaic_dcmi *l, int card, int dev, struct dcmi_hbm_info *i) { return MOSAIC_DCMI_CALL(l, dcmi_get_device_hbm_info, card, dev, i); }
 static int m_memory_info(struct mosaic_dcmi *l, int card, int dev, struct dcmi_get_memory_info_stru *i) { return MOSAIC_DCMI_CALL(l, dcmi_get_device_memory_info_v3, card, dev, i); }
 static int m_pcie_info(struct mosaic_dcmi *l, int card, int dev, struct dcmi_pcie_info_all *i) { return MOSAIC_DCMI_CALL(l, dcmi_get_device_pcie_info_v2, card, dev, i); }
+static int m_topo(struct mosaic_dcmi *l, int card1, int dev1, int card2, int dev2, int *t) { return MOSAIC_DCMI_CALL(l, dcmi_get_topo_info_by_device_id, card1, dev1, card2, dev2, t); }
 static int m_vdie_id(struct mosaic_dcmi *l, int card, int dev, struct dcmi_die_id *i) { return MOSAIC_DCMI_CALL(l, dcmi_get_device_die_v2, card, dev, VDIE, i); }
 */
 import "C"
@@ -238,6 +241,7 @@ func (a *Ascend) Devices(ctx context.Context) ([]device.Device, error) {
 	}
 	log := klog.FromContext(ctx)
 	var devs []device.Device
+	var ids [][2]C.int // each chip's card and chip id
 	for _, card := range cards[:max(0, min(int(n), maxDCMICards))] {
 		var chips C.int
 		if rc := C.m_device_num(a.lib, card, &chips); rc != 0 {
@@ -251,10 +255,33 @@ func (a *Ascend) Devices(ctx context.Context) ([]device.Device, error) {
 				continue
 			}
 			devs = append(devs, d)
+			ids = append(ids, [2]C.int{card, chip})
 		}
 	}
+	a.addLinks(devs, ids)
 	sort.Slice(devs, func(i, j int) bool { return devs[i].Index < devs[j].Index })
 	return devs, nil
+}
+
+// addLinks records each chip's peers as DCMI's topology query reports
+// them: HCCS, or a PCIe switch (ascendLink). Drivers and chips without the
+// query (it serves the 910B boards) leave the chips without links, grouped
+// by NUMA node alone.
+func (a *Ascend) addLinks(devs []device.Device, ids [][2]C.int) {
+	for i := range devs {
+		for j := range devs {
+			if i == j {
+				continue
+			}
+			var topo C.int
+			if rc := C.m_topo(a.lib, ids[i][0], ids[i][1], ids[j][0], ids[j][1], &topo); rc != 0 {
+				continue
+			}
+			if t, ok := ascendLink(int(topo)); ok {
+				devs[i].Links = append(devs[i].Links, device.Link{Peer: devs[j].UUID, Type: t, Count: 1})
+			}
+		}
+	}
 }
 
 func (a *Ascend) readDevice(card, chip C.int) (device.Device, error) {

@@ -47,11 +47,15 @@ func TestAscendDevices(t *testing.T) {
 	// Ordered by logic id: card 5 is logic 0. Its memory comes from the DDR
 	// query (no HBM), its major alarm makes it unhealthy, and without a die
 	// id it is named by its PCI address, whose NUMA node sysfs lacks.
+	// The stub's topology query joins the two by HCCS.
+	const a310, a910 = "NPU-0000:01:00.0", "NPU-1a2b3c4d-00000011-00000022-00000033-00000044"
 	want := []device.Device{
-		{UUID: "NPU-0000:01:00.0", Index: 0, Vendor: device.VendorAscend, Model: "Ascend310P", MemoryMiB: 21527,
-			ComputeUnits: 8, NUMA: device.UnknownNUMA, Healthy: false, PCIBus: "0000:01:00.0"},
-		{UUID: "NPU-1a2b3c4d-00000011-00000022-00000033-00000044", Index: 1, Vendor: device.VendorAscend,
-			Model: "Ascend910B3", MemoryMiB: 65536, ComputeUnits: 20, NUMA: 1, Healthy: true, PCIBus: "0000:c1:00.0"},
+		{UUID: a310, Index: 0, Vendor: device.VendorAscend, Model: "Ascend310P", MemoryMiB: 21527,
+			ComputeUnits: 8, NUMA: device.UnknownNUMA, Healthy: false, PCIBus: "0000:01:00.0",
+			Links: []device.Link{{Peer: a910, Type: device.LinkHCCS, Count: 1}}},
+		{UUID: a910, Index: 1, Vendor: device.VendorAscend,
+			Model: "Ascend910B3", MemoryMiB: 65536, ComputeUnits: 20, NUMA: 1, Healthy: true, PCIBus: "0000:c1:00.0",
+			Links: []device.Link{{Peer: a310, Type: device.LinkHCCS, Count: 1}}},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("Devices (-want,+got):\n%s", diff)
@@ -64,6 +68,24 @@ func TestAscendDevices(t *testing.T) {
 	}
 	if _, err := a.Devices(context.Background()); err == nil {
 		t.Error("Devices after Close succeeded, want an error")
+	}
+}
+
+// A driver without the topology query leaves the chips unlinked.
+func TestAscendWithoutTopology(t *testing.T) {
+	a, err := NewAscend(AscendOptions{LibraryPath: buildStubDCMI(t, "-DSTUB_WITHOUT_TOPO"), SysfsRoot: writeSysfsTree(t, nil)})
+	if err != nil {
+		t.Fatalf("NewAscend: %v", err)
+	}
+	defer a.Close()
+	got, err := a.Devices(context.Background())
+	if err != nil || len(got) != 2 {
+		t.Fatalf("Devices: %d chips, %v; want 2", len(got), err)
+	}
+	for _, d := range got {
+		if len(d.Links) != 0 {
+			t.Errorf("%s has links %+v without the topology query", d.UUID, d.Links)
+		}
 	}
 }
 
@@ -102,6 +124,11 @@ func TestAscendHelpers(t *testing.T) {
 	} {
 		if got := ascendModel(tc.typ, tc.name); got != tc.want {
 			t.Errorf("ascendModel(%q, %q) = %q, want %q", tc.typ, tc.name, got, tc.want)
+		}
+	}
+	for topo, want := range map[int]device.LinkType{0: "", 1: "", 2: "", 3: device.LinkHCCS, 4: device.LinkPCIe, 5: device.LinkPCIe, 6: "", -1: ""} {
+		if got, ok := ascendLink(topo); got != want || ok != (want != "") {
+			t.Errorf("ascendLink(%d) = %q, %v; want %q", topo, got, ok, want)
 		}
 	}
 	for code, want := range map[uint32]bool{0: true, 1: true, 2: false, 3: false, 0xffffffff: false} {

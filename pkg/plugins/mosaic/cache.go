@@ -37,6 +37,9 @@ type usageCache struct {
 	// pod that the informer handler has not seen leave yet: the handler's
 	// older events of that pod are stale. The handler's delete clears it.
 	gone map[types.UID]string
+	// waker activates waiting pod groups when the informers see cards
+	// free (groupwake.go).
+	waker groupWaker
 }
 
 type nodeEntry struct {
@@ -53,6 +56,8 @@ type nodeEntry struct {
 	// awaiting holds the pods bound or assumed here whose devices the node
 	// agent has not handed out yet.
 	awaiting map[types.UID]bool
+	// pods are the pods bound or assumed here (holders.go).
+	pods map[types.UID]*podEntry
 	// view is the above as Filter and Score read it.
 	view *nodeView
 }
@@ -70,6 +75,8 @@ type nodeView struct {
 	handout  bool
 	awaiting int
 	one      types.UID
+	// bound lists the pods bound here, for pod-group cycles (holders.go).
+	bound []boundHolder
 }
 
 // handoutBusy reports whether the node hands out devices through the
@@ -83,7 +90,7 @@ func (v *nodeView) handoutBusy(self types.UID) bool {
 
 // publishLocked builds the node's view from its entry.
 func (n *nodeEntry) publishLocked() {
-	v := &nodeView{node: placement.Node{Name: n.name, Topology: n.topo}, err: n.err, awaiting: len(n.awaiting)}
+	v := &nodeView{node: placement.Node{Name: n.name, Topology: n.topo}, err: n.err, awaiting: len(n.awaiting), bound: n.boundHoldersLocked()}
 	for uid := range n.awaiting {
 		v.one = uid
 	}
@@ -130,7 +137,7 @@ func stale(rv, have string) bool {
 func (c *usageCache) node(name string) *nodeEntry {
 	n := c.nodes[name]
 	if n == nil {
-		n = &nodeEntry{name: name, used: map[string]device.Usage{}, awaiting: map[types.UID]bool{}}
+		n = &nodeEntry{name: name, used: map[string]device.Usage{}, awaiting: map[types.UID]bool{}, pods: map[types.UID]*podEntry{}}
 		n.publishLocked()
 		c.nodes[name] = n
 	}
@@ -313,6 +320,7 @@ func (c *usageCache) setLocked(uid types.UID, e *podEntry) {
 	c.removeLocked(uid)
 	c.pods[uid] = e
 	n := c.node(e.node)
+	n.pods[uid] = e
 	for id, u := range e.footprint {
 		n.used[id] = n.used[id].Add(u)
 	}
@@ -330,6 +338,7 @@ func (c *usageCache) removeLocked(uid types.UID) {
 	delete(c.pods, uid)
 	n := c.node(e.node)
 	delete(n.awaiting, uid)
+	delete(n.pods, uid)
 	for id, u := range e.footprint {
 		left := n.used[id].Sub(u)
 		if left.Slots <= 0 {

@@ -25,7 +25,7 @@ func (p *Mosaic) filter(_ context.Context, state fwk.CycleState, pod *v1.Pod, no
 	if v.handoutBusy(pod.UID) {
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, placement.ReasonHandoutBusy)
 	}
-	node, status := s.node(v, name)
+	node, status := s.node(v, name, nodeInfo)
 	if status != nil {
 		return status
 	}
@@ -40,12 +40,18 @@ func (p *Mosaic) filter(_ context.Context, state fwk.CycleState, pod *v1.Pod, no
 	return fwk.NewStatus(code, verdict.Reasons...)
 }
 
-// node is the node's cards under this cycle's adjustments.
-func (s *cycleState) node(v *nodeView, name string) (*placement.Node, *fwk.Status) {
+// node is the node's cards under this cycle's adjustments; in a pod-group
+// cycle, without the bound pods that nodeInfo lacks (holders.go).
+func (s *cycleState) node(v *nodeView, name string, nodeInfo fwk.NodeInfo) (*placement.Node, *fwk.Status) {
 	if v.err != nil {
 		return nil, fwk.NewStatus(fwk.UnschedulableAndUnresolvable, "node device inventory is invalid: "+v.err.Error())
 	}
 	added, removed := s.added[name], s.removed[name]
+	if s.group {
+		if gone := v.absentFrom(nodeInfo); gone != nil {
+			removed = withRemoved(removed, gone)
+		}
+	}
 	if len(added) == 0 && len(removed) == 0 {
 		return &v.node, nil
 	}
@@ -54,7 +60,7 @@ func (s *cycleState) node(v *nodeView, name string) (*placement.Node, *fwk.Statu
 
 // place runs the placement for one node under this cycle's adjustments.
 func (p *Mosaic) place(s *cycleState, nodeName string) (*device.Allocation, *fwk.Status) {
-	node, status := s.node(p.cache.nodeView(nodeName), nodeName)
+	node, status := s.node(p.cache.nodeView(nodeName), nodeName, p.snapshotNode(s, nodeName))
 	if status != nil {
 		return nil, status
 	}
@@ -67,4 +73,17 @@ func (p *Mosaic) place(s *cycleState, nodeName string) (*device.Allocation, *fwk
 		return nil, fwk.NewStatus(code, fail.Reasons...)
 	}
 	return alloc, nil
+}
+
+// snapshotNode is the scheduler's NodeInfo of node in a pod-group cycle,
+// which Reserve is not given but must honour as Filter did; nil otherwise.
+func (p *Mosaic) snapshotNode(s *cycleState, node string) fwk.NodeInfo {
+	if !s.group || p.handle == nil {
+		return nil
+	}
+	ni, err := p.handle.SnapshotSharedLister().NodeInfos().Get(node)
+	if err != nil {
+		return nil
+	}
+	return ni
 }

@@ -19,8 +19,20 @@ import (
 // API server wrote them.
 func (c *usageCache) watch(logger klog.Logger, f informers.SharedInformerFactory) ([]cache.InformerSynced, error) {
 	nodes, err := f.Core().V1().Nodes().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { c.onNode(logger, obj) },
-		UpdateFunc: func(_, obj any) { c.onNode(logger, obj) },
+		AddFunc: func(obj any) {
+			c.onNode(logger, obj)
+			if n, ok := obj.(*v1.Node); ok {
+				c.waker.nodeEvent(logger, nil, n)
+			}
+		},
+		UpdateFunc: func(oldObj, obj any) {
+			c.onNode(logger, obj)
+			n, ok := obj.(*v1.Node)
+			old, _ := oldObj.(*v1.Node)
+			if ok {
+				c.waker.nodeEvent(logger, old, n)
+			}
+		},
 		DeleteFunc: func(obj any) {
 			if n, ok := unwrap(obj).(*v1.Node); ok {
 				c.deleteNode(n)
@@ -31,11 +43,24 @@ func (c *usageCache) watch(logger klog.Logger, f informers.SharedInformerFactory
 		return nil, err
 	}
 	pods, err := f.Core().V1().Pods().Informer().AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(obj any) { c.onPod(logger, obj) },
-		UpdateFunc: func(_, obj any) { c.onPod(logger, obj) },
+		AddFunc: func(obj any) {
+			c.onPod(logger, obj)
+			if pod, ok := obj.(*v1.Pod); ok {
+				c.waker.podEvent(logger, nil, pod)
+			}
+		},
+		UpdateFunc: func(oldObj, obj any) {
+			c.onPod(logger, obj)
+			pod, ok := obj.(*v1.Pod)
+			old, _ := oldObj.(*v1.Pod)
+			if ok {
+				c.waker.podEvent(logger, old, pod)
+			}
+		},
 		DeleteFunc: func(obj any) {
 			if pod, ok := unwrap(obj).(*v1.Pod); ok {
 				c.deletePod(pod.UID)
+				c.waker.podDeleted(logger, pod)
 			}
 		},
 	})

@@ -74,6 +74,7 @@ func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, err
 		return nil, err
 	}
 	p.cache, p.synced = shared.cache, shared.synced
+	p.cache.waker.setActivator(h)
 	shared.join(h.ProfileName(), p.parseOpts)
 	registerAll()
 	return p, nil

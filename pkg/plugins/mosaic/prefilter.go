@@ -25,10 +25,12 @@ func (p *Mosaic) preFilter(ctx context.Context, state fwk.CycleState, pod *v1.Po
 	if s := p.waitSynced(ctx); s != nil {
 		return nil, s
 	}
+	p.cache.waker.waiting(pod)
 	state.Write(stateKey, &cycleState{
 		req:     req,
 		added:   map[string]map[string]device.Usage{},
 		removed: map[string]map[string]device.Usage{},
+		group:   state.IsPodGroupSchedulingCycle(),
 	})
 	return nil, nil
 }
@@ -52,12 +54,15 @@ func (p *Mosaic) dryRun(state fwk.CycleState, pod *v1.Pod, nodeInfo fwk.NodeInfo
 		return fwk.AsStatus(err)
 	}
 	node := nodeInfo.Node().Name
+	if s.group && p.cache.boundOn(pod.UID, node) {
+		return nil // the NodeInfo says it (holders.go)
+	}
 	fp := p.podFootprint(pod)
 	if fp == nil && add {
 		// A nominated pod (preemption made room for it, it is not bound
 		// yet) has no allocation: hold what it would take here, so that
 		// lower-priority pods do not take the cards it preempted for.
-		fp = p.wouldTake(s, pod, node)
+		fp = p.wouldTake(s, pod, node, nodeInfo)
 	}
 	if fp == nil {
 		return nil
@@ -72,13 +77,13 @@ func (p *Mosaic) dryRun(state fwk.CycleState, pod *v1.Pod, nodeInfo fwk.NodeInfo
 
 // wouldTake is the footprint pod would have on node under this cycle's
 // adjustments, or nil when it asks for no devices or does not fit.
-func (p *Mosaic) wouldTake(s *cycleState, pod *v1.Pod, node string) map[string]device.Usage {
+func (p *Mosaic) wouldTake(s *cycleState, pod *v1.Pod, node string, nodeInfo fwk.NodeInfo) map[string]device.Usage {
 	req, err := device.ParsePodRequest(pod, p.parseOpts)
 	if err != nil || req == nil {
 		return nil
 	}
-	view, err := p.cache.view(node, s.added[node], s.removed[node])
-	if err != nil {
+	view, status := s.node(p.cache.nodeView(node), node, nodeInfo)
+	if status != nil {
 		return nil
 	}
 	alloc, fail := placement.Place(view, req, p.placeOpts)

@@ -55,7 +55,7 @@ func (p *Mosaic) withNominated(s *cycleState, pod *v1.Pod, node string) *cycleSt
 		}
 		fp := p.podFootprint(np)
 		if fp == nil {
-			fp = p.wouldTake(c, np, node)
+			fp = p.wouldTake(c, np, node, p.snapshotNode(c, node))
 		}
 		if fp != nil {
 			c.adjust(c.added, node, fp)

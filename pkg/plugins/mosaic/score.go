@@ -28,7 +28,7 @@ func (p *Mosaic) score(_ context.Context, state fwk.CycleState, _ *v1.Pod, nodeI
 		return 0, fwk.AsStatus(err)
 	}
 	name := nodeInfo.Node().Name
-	node, status := s.node(p.cache.nodeView(name), name)
+	node, status := s.node(p.cache.nodeView(name), name, nodeInfo)
 	if status != nil {
 		return 0, nil
 	}

@@ -18,6 +18,9 @@ type cycleState struct {
 	// added and removed hold, per node, the footprints of the pods that
 	// preemption's AddPod/RemovePod moved in or out. Clone copies them.
 	added, removed map[string]map[string]device.Usage
+	// group: a pod-group cycle, where the NodeInfo says which bound pods
+	// hold cards (holders.go).
+	group bool
 	// chosen is the allocation Reserve assumed, for Bind.
 	chosen *device.Allocation
 }

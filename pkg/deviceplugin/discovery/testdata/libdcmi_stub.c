@@ -1,7 +1,8 @@
 /* A stand-in for the Ascend driver's libdcmi.so: two cards (ids 3 and 5)
  * of one chip each, with the values ascend_test.go expects. Built by the
  * test with gcc -shared; the layouts are those of dcmi_interface_api.h.
- * -DSTUB_WITHOUT_HEALTH leaves out a function the backend requires;
+ * -DSTUB_WITHOUT_HEALTH leaves out a function the backend requires,
+ * -DSTUB_WITHOUT_TOPO the optional topology query;
  * MOSAIC_DCMI_STUB_INIT_FAIL=1 in the environment makes dcmi_init fail. */
 #include <stdlib.h>
 #include <string.h>
@@ -161,3 +162,14 @@ int dcmi_get_device_die_v2(int card_id, int device_id, int input_type, struct dc
 	memcpy(die_id->soc_die, c->die, sizeof c->die);
 	return 0;
 }
+
+#ifndef STUB_WITHOUT_TOPO
+/* The two chips are joined by HCCS (DCMI_TOPO_TYPE_HCCS). */
+int dcmi_get_topo_info_by_device_id(int card_id1, int device_id1, int card_id2, int device_id2, int *topo_type) {
+	const struct stub_card *a = find(card_id1, device_id1), *b = find(card_id2, device_id2);
+	if (a == NULL || b == NULL)
+		return DCMI_ERR_INVALID_DEVICE_ID;
+	*topo_type = a == b ? 0 /* SELF */ : 3 /* HCCS */;
+	return 0;
+}
+#endif
