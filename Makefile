@@ -56,11 +56,14 @@ test: lint test-native test-go
 manifests:
 	$(GO) run ./manifests/charts/render -o manifests
 
-# The scheduler's micro-benchmarks run once each so that they keep working
+# The scheduler's micro-benchmarks run once each, and test/perf's harness
+# once at its smallest sizes (about 20 s; it checks every pod bound and
+# every card within capacity), so that they keep working
 # (docs/performance.md has their figures).
 test-go:
 	$(GO) test -p $(TEST_P) -timeout $(TEST_TIMEOUT) ./...
 	$(GO) test -run '^$$' -bench . -benchtime 1x ./pkg/placement ./pkg/plugins/mosaic
+	$(MAKE) bench-perf PERF_CASES='MosaicGPUMix|MosaicSchedulingBasic' PERF_SIZES='100Nodes_500Pods|5Nodes' PERF_ROUNDS=1 PERF_OUT=$(BIN)/perf-smoke
 
 test-native:
 	$(MAKE) -C native test
@@ -106,20 +109,22 @@ bench-large:
 
 # One run of test/perf: the test cases PERF_CASES (performance-config.yaml's
 # and upstream's by name, | between them) at the workload sizes PERF_SIZES,
-# PERF_ROUNDS rounds. The table of medians and ratios to stock ends the
-# output; the whole log and upstream's JSON results go to PERF_OUT.
+# PERF_ROUNDS rounds, with PERF_FLAGS added (e.g. -perf-cpuprofile). The
+# table of medians and ratios to stock ends the output; the whole log,
+# upstream's JSON results and profiles go to PERF_OUT.
 PERF_CASES   ?= PlainPods|MosaicPlainPods
 PERF_SIZES   ?= 100Nodes_500Pods
 PERF_ROUNDS  ?= 3
 PERF_OUT     ?= $(BIN)/perf
 PERF_TIMEOUT ?= 180m
+PERF_FLAGS   ?=
 bench-perf: $(BIN)/etcd
 	@mkdir -p $(PERF_OUT)/logs
 	@echo "test/perf: ($(PERF_CASES)) x ($(PERF_SIZES)), $(PERF_ROUNDS) rounds; log in $(PERF_OUT)/bench.log"
 	@PATH="$(abspath $(BIN)):$$PATH" ARTIFACTS="$(abspath $(PERF_OUT))/logs" \
 	$(GO) test ./test/perf -run '^$$' -benchtime 1x -timeout $(PERF_TIMEOUT) \
 	  -bench 'BenchmarkPerfScheduling/^($(PERF_CASES))(#|$$)/^($(PERF_SIZES))$$' \
-	  -rounds $(PERF_ROUNDS) -perf-scheduling-label-filter= -data-items-dir "$(abspath $(PERF_OUT))" \
+	  -rounds $(PERF_ROUNDS) -perf-scheduling-label-filter= -data-items-dir "$(abspath $(PERF_OUT))" $(PERF_FLAGS) \
 	  > $(PERF_OUT)/bench.log 2>&1; rc=$$?; \
 	grep -E '^(\||--- FAIL|FAIL|ok|panic)' $(PERF_OUT)/bench.log; \
 	[ $$rc = 0 ] || tail -n 40 $(PERF_OUT)/bench.log; exit $$rc
