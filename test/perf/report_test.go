@@ -28,8 +28,8 @@ type round struct {
 // printReport reads the result files that upstream's harness wrote into
 // dir since start and prints, per workload, the medians over the rounds
 // and the ratio of the median average throughput to the stock run of the
-// same workload (reference). The last column is what checkWorkload found after
-// the workload's last round.
+// same workload (reference). The last column is what checkWorkload found
+// after the workload's last round.
 func printReport(w io.Writer, dir string, start time.Time) error {
 	runs, names, err := readRounds(dir, start)
 	if err != nil {
