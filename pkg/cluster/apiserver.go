@@ -67,7 +67,7 @@ func StartWith(opts Options) (*ControlPlane, error) {
 		return nil, err
 	}
 	cp := &ControlPlane{dir: dir, KeyDir: filepath.Join(dir, "allocation-key")}
-	if err := writeKey(cp.KeyDir); err != nil {
+	if err := WriteKey(cp.KeyDir); err != nil {
 		cp.Stop()
 		return nil, err
 	}
@@ -179,9 +179,9 @@ func freePorts(n int) ([]int, error) {
 	return ports, nil
 }
 
-// writeKey writes a fresh random signing key to dir/current, as an
+// WriteKey writes a fresh random signing key to dir/current, as an
 // install creates the mosaic-allocation-key Secret.
-func writeKey(dir string) error {
+func WriteKey(dir string) error {
 	key := make([]byte, device.MinKeyBytes)
 	if _, err := rand.Read(key); err != nil {
 		return err

@@ -1,0 +1,177 @@
+package perf
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	v1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/mosaic-gpu/mosaic/config"
+	"github.com/mosaic-gpu/mosaic/pkg/cluster"
+	"github.com/mosaic-gpu/mosaic/pkg/device"
+	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/discovery"
+	"github.com/mosaic-gpu/mosaic/pkg/plugins/mosaic"
+)
+
+// The files that performance-config.yaml names and the run directory
+// holds: the package's templates, upstream's harness directory (for its
+// own test cases' templates), and what setupRunDir generates.
+const (
+	nodeTemplateFile = "generated/node-h100x8.yaml"
+	binpackConfig    = "generated/mosaic-binpack.yaml"
+	spreadConfig     = "generated/mosaic-spread.yaml"
+	keyDir           = "generated/allocation-key"
+	upstreamLink     = "upstream"
+)
+
+// h100x8 is the card set of every device benchmark node, as the
+// integration benchmark's: 8 x 80 GiB, cards 0-3 on NUMA node 0, 4-7 on 1.
+var h100x8 = discovery.CardSpec{Vendor: device.VendorNVIDIA, Model: "NVIDIA H100 80GB HBM3", MemoryMiB: 81920, Count: 8, NUMA: []int{0, 0, 0, 0, 1, 1, 1, 1}}
+
+// setupRunDir fills dir: links to the package's templates and to upstream's
+// harness directory, the generated node template, signing key and Mosaic
+// scheduler configs, and performance-config.yaml, this package's test
+// cases followed by upstream's (upstreamCases).
+func setupRunDir(pkg, dir string) error {
+	up, err := upstreamDir()
+	if err != nil {
+		return err
+	}
+	if err := os.Symlink(up, filepath.Join(dir, upstreamLink)); err != nil {
+		return err
+	}
+	if err := os.Symlink(filepath.Join(pkg, "templates"), filepath.Join(dir, "templates")); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "generated"), 0o755); err != nil {
+		return err
+	}
+	if err := cluster.WriteKey(filepath.Join(dir, keyDir)); err != nil {
+		return err
+	}
+	node, err := nodeTemplate()
+	if err != nil {
+		return err
+	}
+	files := map[string][]byte{nodeTemplateFile: node}
+	for path, policy := range map[string]string{binpackConfig: "binpack", spreadConfig: "spread"} {
+		if files[path], err = mosaicConfig(filepath.Join(dir, keyDir, device.CurrentKey), policy); err != nil {
+			return err
+		}
+	}
+	own, err := os.ReadFile(filepath.Join(pkg, "performance-config.yaml"))
+	if err != nil {
+		return err
+	}
+	if files["performance-config.yaml"], err = withUpstreamCases(own, up); err != nil {
+		return err
+	}
+	for path, b := range files {
+		if err := os.WriteFile(filepath.Join(dir, path), b, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// upstreamDir is the directory of upstream's harness in the module this
+// repository builds against.
+func upstreamDir() (string, error) {
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "k8s.io/kubernetes").Output()
+	if err != nil {
+		return "", fmt.Errorf("locating k8s.io/kubernetes with go list: %w", err)
+	}
+	dir := filepath.Join(strings.TrimSpace(string(out)), "test", "integration", "scheduler_perf")
+	if _, err := os.Stat(filepath.Join(dir, "misc", "performance-config.yaml")); err != nil {
+		return "", fmt.Errorf("upstream's scheduler_perf: %w", err)
+	}
+	return dir, nil
+}
+
+// nodeTemplate is upstream's node template format for a node as Mosaic's
+// node agent leaves it: capacity as sim.CreateNodes gives it (the device
+// plugin advertising cards x split count of nvidia.com/gpu) and the
+// inventory annotation, encoded by pkg/device. Card UUIDs carry the
+// template's {{.Index}}, so that they differ between nodes as real ones do.
+func nodeTemplate() ([]byte, error) {
+	fake, err := discovery.NewFake("perf", []discovery.CardSpec{h100x8})
+	if err != nil {
+		return nil, err
+	}
+	devs, err := fake.Devices(context.Background())
+	if err != nil {
+		return nil, err
+	}
+	for i := range devs {
+		devs[i].UUID = fmt.Sprintf("GPU-perf-{{.Index}}-%d", i)
+	}
+	cfg := device.DefaultNodeConfig()
+	inv, err := device.EncodeInventory(&device.Inventory{Devices: devs, Config: cfg, NRI: true})
+	if err != nil {
+		return nil, err
+	}
+	capacity := v1.ResourceList{
+		v1.ResourceCPU:           resource.MustParse("32"),
+		v1.ResourceMemory:        resource.MustParse("256Gi"),
+		v1.ResourcePods:          resource.MustParse("110"),
+		device.ResourceNvidiaGPU: *resource.NewQuantity(int64(len(devs)*cfg.SplitCount), resource.DecimalSI),
+	}
+	node := v1.Node{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Node"},
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "mosaic-perf-", Annotations: map[string]string{device.InventoryAnnotation: inv}},
+		Status: v1.NodeStatus{
+			Capacity:    capacity,
+			Allocatable: capacity,
+			Conditions:  []v1.NodeCondition{{Type: v1.NodeReady, Status: v1.ConditionTrue}},
+			Phase:       v1.NodeRunning,
+		},
+	}
+	b, err := yaml.Marshal(&node)
+	if err != nil {
+		return nil, err
+	}
+	header := "# Generated by test/perf (nodeTemplate) from pkg/device's encoder; upstream's\n# harness expands {{.Index}} per node.\n"
+	return append([]byte(header), b...), nil
+}
+
+// mosaicConfig is the shipped config/default-scheduler.yaml with the
+// Mosaic args' nodePolicy set and signing with the key at keyFile.
+func mosaicConfig(keyFile, nodePolicy string) ([]byte, error) {
+	var cfg map[string]any
+	if err := yaml.Unmarshal(config.DefaultScheduler, &cfg); err != nil {
+		return nil, err
+	}
+	found := false
+	profiles, _ := cfg["profiles"].([]any)
+	for _, p := range profiles {
+		pm, _ := p.(map[string]any)
+		pcs, _ := pm["pluginConfig"].([]any)
+		for _, pc := range pcs {
+			if pcm, _ := pc.(map[string]any); pcm["name"] == mosaic.Name {
+				args, _ := pcm["args"].(map[string]any)
+				if args == nil {
+					return nil, fmt.Errorf("config/default-scheduler.yaml: %s has no args", mosaic.Name)
+				}
+				args["nodePolicy"] = nodePolicy
+				args["allocationKeyFile"] = keyFile
+				found = true
+			}
+		}
+	}
+	if !found {
+		return nil, fmt.Errorf("config/default-scheduler.yaml: no pluginConfig for %s", mosaic.Name)
+	}
+	b, err := yaml.Marshal(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return bytes.Join([][]byte{[]byte("# Generated by test/perf (mosaicConfig) from config/default-scheduler.yaml.\n"), b}, nil), nil
+}
