@@ -135,6 +135,7 @@ bench-perf: $(BIN)/etcd
 # the figure.
 bench-integration:
 	MOSAIC_BENCH_ROUNDS=3 $(GO) test ./test/integration -run '^$$' -bench SchedulingThroughput -benchtime 1x -timeout 60m
+	MOSAIC_BENCH_SIZE=1000x1000 MOSAIC_BENCH_FREES=10 $(GO) test ./test/integration -run '^$$' -bench RequeueAtScale -benchtime 1x -timeout 60m
 
 # The control-plane half of test/gpu/chain.sh: scheduler + NRI decision for
 # a pod on a real card's inventory, written to test/gpu/chain-out/.
