@@ -288,27 +288,28 @@ share "force 25, host-bound loop" 12 28 CUDA_DEVICE_SM_LIMIT=25 $F "$B/test_enfo
 # 13 us, four times its length: charged so, the loop would be held far
 # below what it uses (force 40 held it at 11 %). The timed launch's start
 # is held until the launch is queued, so its timing is the kernel's own.
-new_scope latency
-L="STUB_LAUNCH_LATENCY_US=10 MOSAIC_TIMING_HOLD=1"
-if u=$(run $L "$B/test_enforcer" gaps 2 3 10 2>"$T/err") && l=$(run $L CUDA_DEVICE_SM_LIMIT=40 $F "$B/test_enforcer" gaps 2 3 10 2>>"$T/err") &&
-	within "$l" "$(awk -v u="$u" 'BEGIN { print u * 0.75 }')" 43; then
-	pass "force 40, held timings: kernels shorter than the launch latency keep what they use: $l % (unlimited $u %)"
-else
-	fail "force 40, held timings: kernels shorter than the launch latency: '$l' % (unlimited '$u' %)"; cat "$T/err"
-fi
+# keeps: the loop unlimited, then under force cores; the limited run must
+# keep at least factor x min(unlimited, cores) and stay under hi.
+keeps() { # name, cores, factor, hi, env words, test_enforcer arguments...
+	local name=$1 cores=$2 factor=$3 hi=$4 env=$5 u l
+	shift 5
+	new_scope "keeps$RANDOM"
+	if u=$(run $env "$B/test_enforcer" "$@" 2>"$T/err") && l=$(run $env CUDA_DEVICE_SM_LIMIT="$cores" $F "$B/test_enforcer" "$@" 2>>"$T/err") &&
+		within "$l" "$(awk -v u="$u" -v c="$cores" -v f="$factor" 'BEGIN { print (u < c ? u : c) * f }')" "$hi"; then
+		pass "force $cores, $name: $l % (unlimited $u %)"
+	else
+		fail "force $cores, $name: '$l' % (unlimited '$u' %)"; cat "$T/err"
+	fi
+}
+keeps "held timings: kernels shorter than the launch latency keep what they use" 40 0.75 43 \
+	"STUB_LAUNCH_LATENCY_US=10 MOSAIC_TIMING_HOLD=1" gaps 2 3 10
 # A kernel behind a held start event starts once dispatched, a constant
 # after the event completed (1.4 us on an H200; 2 us here): held timings
 # read that much long, and a loop of 5 us kernels was held at 18 % by a
 # force 25 limit. The enforcer measures the constant per context (held
 # memsets, one and 32 back to back) and takes it off.
-new_scope dispatch
-D="STUB_LAUNCH_LATENCY_US=10 STUB_DISPATCH_NS=2000"
-if u=$(run $D "$B/test_enforcer" gaps 2 5 10 2>"$T/err") && l=$(run $D CUDA_DEVICE_SM_LIMIT=25 $F "$B/test_enforcer" gaps 2 5 10 2>>"$T/err") &&
-	within "$l" "$(awk -v u="$u" 'BEGIN { print (u < 25 ? u : 25) * 0.88 }')" 28; then
-	pass "force 25, held timings less their dispatch: 5 us kernels keep their share: $l % (unlimited $u %)"
-else
-	fail "force 25, held timings less their dispatch: '$l' % (unlimited '$u' %)"; cat "$T/err"
-fi
+keeps "held timings less their dispatch: 5 us kernels keep their share" 25 0.88 28 \
+	"STUB_LAUNCH_LATENCY_US=10 STUB_DISPATCH_NS=2000" gaps 2 5 10
 # A launch call that waits for the device to go idle (lazy loading of a
 # kernel) while its own stream is held would wait forever: the watchdog lets
 # the hold go within milliseconds. test_enforcer fails on any hold the stub

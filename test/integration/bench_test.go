@@ -137,9 +137,14 @@ func benchSize(b *testing.B) (nodes, pods int) {
 	return nodes, pods
 }
 
+// benchNodes are count nodes of 8 80 GiB cards on two NUMA nodes.
+func benchNodes(name string, count int) sim.NodeSpec {
+	return sim.NodeSpec{Name: name, Count: count, GPUs: []discovery.CardSpec{{Vendor: device.VendorNVIDIA,
+		Model: "NVIDIA H100 80GB HBM3", MemoryMiB: 81920, Count: 8, NUMA: []int{0, 0, 0, 0, 1, 1, 1, 1}}}}
+}
+
 func benchOnce(b *testing.B, cfg []byte, w benchWorkload, nodes, pods, round int) {
-	n := sim.NodeSpec{Name: "bench", Count: nodes, GPUs: []discovery.CardSpec{{Vendor: device.VendorNVIDIA, Model: "NVIDIA H100 80GB HBM3", MemoryMiB: 81920, Count: 8, NUMA: []int{0, 0, 0, 0, 1, 1, 1, 1}}}}
-	e := newStoppedEnv(b, cfg, n)
+	e := newStoppedEnv(b, cfg, benchNodes("bench", nodes))
 	e.createPods(pods, func(i int) *v1.Pod {
 		p := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("p%05d", i), Namespace: e.ns}, Spec: v1.PodSpec{
 			Containers: []v1.Container{{Name: "c", Image: "x", Resources: v1.ResourceRequirements{

@@ -16,9 +16,6 @@ import (
 	schedmetrics "k8s.io/kubernetes/pkg/scheduler/metrics"
 
 	"github.com/mosaic-gpu/mosaic/config"
-	"github.com/mosaic-gpu/mosaic/pkg/device"
-	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/discovery"
-	"github.com/mosaic-gpu/mosaic/pkg/sim"
 )
 
 // BenchmarkRequeueAtScale measures how soon a freed card goes to one of
@@ -42,9 +39,7 @@ func BenchmarkRequeueAtScale(b *testing.B) {
 		}
 	}
 	for range b.N {
-		n := sim.NodeSpec{Name: "rq", Count: nodes, GPUs: []discovery.CardSpec{{Vendor: device.VendorNVIDIA,
-			Model: "NVIDIA H100 80GB HBM3", MemoryMiB: 81920, Count: 8, NUMA: []int{0, 0, 0, 0, 1, 1, 1, 1}}}}
-		e := newStoppedEnv(b, config.DefaultScheduler, n)
+		e := newStoppedEnv(b, config.DefaultScheduler, benchNodes("rq", nodes))
 		e.startScheduler()
 		whole := func(name string) *v1.Pod {
 			p := &v1.Pod{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: e.ns}, Spec: v1.PodSpec{
@@ -74,7 +69,9 @@ func BenchmarkRequeueAtScale(b *testing.B) {
 		}
 		b.StopTimer()
 		slices.Sort(took)
-		at := func(q float64) float64 { return float64(took[min(len(took)-1, int(q*float64(len(took))))].Milliseconds()) }
+		at := func(q float64) float64 {
+			return float64(took[min(len(took)-1, int(q*float64(len(took))))].Milliseconds())
+		}
 		b.ReportMetric(at(0.5), "p50-ms")
 		b.ReportMetric(at(0.99), "p99-ms")
 		b.ReportMetric(float64(took[len(took)-1].Milliseconds()), "max-ms")
