@@ -2,8 +2,6 @@ package gang
 
 import (
 	"context"
-	"encoding/pem"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2/ktesting"
 
+	"github.com/mosaic-gpu/mosaic/pkg/cluster"
 	"github.com/mosaic-gpu/mosaic/pkg/webhook"
 )
 
@@ -25,35 +24,16 @@ func (e *env) startWebhook() {
 	e.t.Helper()
 	logger, _ := ktesting.NewTestContext(e.t)
 	cfg := webhook.Config{SchedulerName: schedulerName, ParseOptions: webhook.DefaultParseOptions(), PodGroups: e.cs.SchedulingV1beta1().PodGroups}
-	srv := httptest.NewTLSServer(webhook.New(cfg, logger))
-	e.t.Cleanup(srv.Close)
-	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-	url := srv.URL + "/pods"
-	fail := admissionregistrationv1.Fail
-	sideEffects := admissionregistrationv1.SideEffectClassNoneOnDryRun
-	reg := &admissionregistrationv1.MutatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: "mosaic-" + e.ns},
-		Webhooks: []admissionregistrationv1.MutatingWebhook{{
-			Name:         "pods.mosaic.io",
-			ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: ca},
-			Rules: []admissionregistrationv1.RuleWithOperations{{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-				Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods", "pods/ephemeralcontainers"}}}},
-			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": e.ns}},
-			FailurePolicy:           &fail,
-			SideEffects:             &sideEffects,
-			AdmissionReviewVersions: []string{"v1"},
-		}},
-	}
-	if _, err := e.cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(e.ctx, reg, metav1.CreateOptions{}); err != nil {
+	// The webhook creates PodGroups, but never on a dry run.
+	stop, err := cluster.ServePodWebhook(e.ctx, e.cs, webhook.New(cfg, logger), e.ns, admissionregistrationv1.SideEffectClassNoneOnDryRun)
+	if err != nil {
 		e.t.Fatal(err)
 	}
-	e.t.Cleanup(func() {
-		_ = e.cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(context.Background(), reg.Name, metav1.DeleteOptions{})
-	})
+	e.t.Cleanup(stop)
 	// The API server picks the configuration up within a moment: wait
 	// until a bad minimum is refused.
 	probe := e.koordinatorPod("webhook-probe", "probe", "x")
-	err := wait.PollUntilContextTimeout(e.ctx, 100*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(e.ctx, 100*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
 		_, err := e.cs.CoreV1().Pods(e.ns).Create(ctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}})
 		return err != nil && strings.Contains(err.Error(), webhook.KoordinatorGangMinAvailable), nil
 	})

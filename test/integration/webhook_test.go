@@ -2,8 +2,6 @@ package integration
 
 import (
 	"context"
-	"encoding/pem"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/klog/v2/ktesting"
 
+	"github.com/mosaic-gpu/mosaic/pkg/cluster"
 	"github.com/mosaic-gpu/mosaic/pkg/device"
 	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/discovery"
 	"github.com/mosaic-gpu/mosaic/pkg/sim"
@@ -29,35 +28,15 @@ import (
 func startWebhook(t *testing.T, e *env, cfg webhook.Config) {
 	t.Helper()
 	logger, _ := ktesting.NewTestContext(t)
-	srv := httptest.NewTLSServer(webhook.New(cfg, logger))
-	t.Cleanup(srv.Close)
-	ca := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw})
-	url := srv.URL + "/pods"
-	fail := admissionregistrationv1.Fail
-	none := admissionregistrationv1.SideEffectClassNone
-	reg := &admissionregistrationv1.MutatingWebhookConfiguration{
-		ObjectMeta: metav1.ObjectMeta{Name: "mosaic-" + e.ns},
-		Webhooks: []admissionregistrationv1.MutatingWebhook{{
-			Name:         "pods.mosaic.io",
-			ClientConfig: admissionregistrationv1.WebhookClientConfig{URL: &url, CABundle: ca},
-			Rules: []admissionregistrationv1.RuleWithOperations{{Operations: []admissionregistrationv1.OperationType{admissionregistrationv1.Create, admissionregistrationv1.Update},
-				Rule: admissionregistrationv1.Rule{APIGroups: []string{""}, APIVersions: []string{"v1"}, Resources: []string{"pods", "pods/ephemeralcontainers"}}}},
-			NamespaceSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": e.ns}},
-			FailurePolicy:           &fail,
-			SideEffects:             &none,
-			AdmissionReviewVersions: []string{"v1"},
-		}},
-	}
-	if _, err := e.cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Create(e.ctx, reg, metav1.CreateOptions{}); err != nil {
+	stop, err := cluster.ServePodWebhook(e.ctx, e.cs, webhook.New(cfg, logger), e.ns, admissionregistrationv1.SideEffectClassNone)
+	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		_ = e.cs.AdmissionregistrationV1().MutatingWebhookConfigurations().Delete(context.Background(), reg.Name, metav1.DeleteOptions{})
-	})
+	t.Cleanup(stop)
 	// The API server picks the configuration up within a moment: wait
 	// until an invalid request is refused.
 	probe := e.pod(podSpec{name: "webhook-probe", limits: map[string]string{"nvidia.com/gpu": "1", "nvidia.com/gpucores": "300"}})
-	err := wait.PollUntilContextTimeout(e.ctx, 100*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
+	err = wait.PollUntilContextTimeout(e.ctx, 100*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
 		_, err := e.cs.CoreV1().Pods(e.ns).Create(ctx, probe, metav1.CreateOptions{})
 		if err == nil {
 			_ = e.cs.CoreV1().Pods(e.ns).Delete(ctx, probe.Name, metav1.DeleteOptions{})
