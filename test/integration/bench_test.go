@@ -3,6 +3,7 @@ package integration
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime/pprof"
@@ -52,13 +53,7 @@ import (
 // the API objects.
 func BenchmarkSchedulingThroughput(b *testing.B) {
 	nodes, pods := benchSize(b)
-	rounds := 1
-	if s := os.Getenv("MOSAIC_BENCH_ROUNDS"); s != "" {
-		var err error
-		if rounds, err = strconv.Atoi(s); err != nil || rounds < 1 {
-			b.Fatalf("MOSAIC_BENCH_ROUNDS=%q: want a positive number", s)
-		}
-	}
+	rounds := benchInt(b, "MOSAIC_BENCH_ROUNDS", 1, math.MaxInt)
 	stock := []byte("apiVersion: kubescheduler.config.k8s.io/v1\nkind: KubeSchedulerConfiguration\nprofiles:\n- schedulerName: default-scheduler\n")
 	spread := []byte(strings.Replace(string(config.DefaultScheduler), "nodePolicy: binpack", "nodePolicy: spread", 1))
 	for r := range rounds {
@@ -135,6 +130,20 @@ func benchSize(b *testing.B) (nodes, pods int) {
 		b.Fatalf("MOSAIC_BENCH_SIZE=%q: want NODESxPODS, e.g. 1000x5000", s)
 	}
 	return nodes, pods
+}
+
+// benchInt is the environment variable name as a number in 1..most, def
+// when unset.
+func benchInt(b *testing.B, name string, def, most int) int {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil || v < 1 || v > most {
+		b.Fatalf("%s=%q: want 1..%d", name, s, most)
+	}
+	return v
 }
 
 // benchNodes are count nodes of 8 80 GiB cards on two NUMA nodes.

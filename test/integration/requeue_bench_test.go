@@ -2,9 +2,7 @@ package integration
 
 import (
 	"fmt"
-	"os"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
@@ -31,13 +29,7 @@ import (
 //	MOSAIC_BENCH_SIZE=1000x5000 go test ./test/integration -run '^$' -bench RequeueAtScale -benchtime 1x -timeout 60m
 func BenchmarkRequeueAtScale(b *testing.B) {
 	nodes, waiters := benchSize(b)
-	frees := 20
-	if s := os.Getenv("MOSAIC_BENCH_FREES"); s != "" {
-		var err error
-		if frees, err = strconv.Atoi(s); err != nil || frees < 1 || frees > nodes*8 {
-			b.Fatalf("MOSAIC_BENCH_FREES=%q: want 1..%d", s, nodes*8)
-		}
-	}
+	frees := benchInt(b, "MOSAIC_BENCH_FREES", 20, nodes*8)
 	for range b.N {
 		e := newStoppedEnv(b, config.DefaultScheduler, benchNodes("rq", nodes))
 		e.startScheduler()
