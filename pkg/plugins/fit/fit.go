@@ -1,16 +1,22 @@
-// Package fit is the stock NodeResourcesFit plugin, with the resources its
-// arguments ignore dropped once per pod instead of tested on every node.
+// Package fit is the stock NodeResourcesFit plugin, with the pod's extended
+// resources sorted out once per pod instead of on every node.
 //
-// The stock Filter walks every extended resource of the pod on every node
-// and validates its name (a regular expression) before it looks the name up
-// among the ignored ones. A device pod carries two or three extended
-// resources that Mosaic places card by card and the shipped profiles
-// ignore (nvidia.com/gpumem, nvidia.com/gpucores, ...): at 1,000 nodes that
-// validation was a quarter of the scheduler's CPU. This plugin takes the
-// same arguments, computes its PreFilter state from the pod without those
-// resources, and is otherwise the stock plugin: Filter, Score, queueing
-// hints and signatures are upstream's, and a pod whose resources it does
-// not ignore is not copied.
+// The stock Filter walks every extended resource of the pod on every node,
+// validates its name (fmt.Sprintf and a regular expression), then looks it
+// up among the ignored ones and asks whether DRA serves it. A device pod
+// carries two or three extended resources that Mosaic places card by card
+// and the shipped profiles ignore (nvidia.com/gpumem, nvidia.com/gpucores,
+// ...), and nvidia.com/gpu, which the kubelet counts: at 1,000 nodes those
+// checks were a quarter, then (nvidia.com/gpu alone) a tenth of the
+// scheduler's CPU. This plugin takes the same arguments; its PreFilter
+// gives the stock plugin the pod without any extended resource, and keeps
+// the ones not ignored, with whether DRA could serve each, for its Filter
+// to compare with the node's allocatable and requested amounts as the
+// stock Filter does (same reasons, same codes). Score, queueing hints and
+// signatures are upstream's, and a pod without extended resources is not
+// copied. A pod already bound to the node (preemption after an in-place
+// resize) takes the stock path whole: its requests there are the stock
+// plugin's to reconcile.
 package fit
 
 import (
@@ -22,6 +28,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/sets"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	resourcehelper "k8s.io/component-helpers/resource"
 	configv1 "k8s.io/kube-scheduler/config/v1"
 	fwk "k8s.io/kube-scheduler/framework"
 	v1helper "k8s.io/kubernetes/pkg/apis/core/v1/helper"
@@ -37,9 +44,12 @@ import (
 // arguments (NodeResourcesFitArgs).
 const Name = "MosaicNodeResourcesFit"
 
-// Plugin is NodeResourcesFit under its own name, with its own PreFilter.
+// Plugin is NodeResourcesFit under its own name, with its own PreFilter
+// and the extended resources' part of Filter.
 type Plugin struct {
 	*noderesources.Fit
+	handle        fwk.Handle
+	fts           feature.Features
 	ignored       sets.Set[string]
 	ignoredGroups sets.Set[string]
 }
@@ -59,12 +69,18 @@ func New(ctx context.Context, obj runtime.Object, h fwk.Handle) (fwk.Plugin, err
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", Name, err)
 	}
-	pl, err := noderesources.NewFit(ctx, args, h, feature.NewSchedulerFeaturesFromGates(utilfeature.DefaultFeatureGate))
+	return newPlugin(ctx, args, h, feature.NewSchedulerFeaturesFromGates(utilfeature.DefaultFeatureGate))
+}
+
+func newPlugin(ctx context.Context, args *config.NodeResourcesFitArgs, h fwk.Handle, fts feature.Features) (*Plugin, error) {
+	pl, err := noderesources.NewFit(ctx, args, h, fts)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", Name, err)
 	}
 	return &Plugin{
 		Fit:           pl.(*noderesources.Fit),
+		handle:        h,
+		fts:           fts,
 		ignored:       sets.New(args.IgnoredResources...),
 		ignoredGroups: sets.New(args.IgnoredResourceGroups...),
 	}, nil
@@ -89,11 +105,31 @@ func DecodeArgs(obj runtime.Object) (*config.NodeResourcesFitArgs, error) {
 // Name returns the plugin's name.
 func (p *Plugin) Name() string { return Name }
 
-// PreFilter computes the stock plugin's state for the pod without the
-// extended resources the arguments ignore: the stock Filter would skip
-// them on every node after validating their names.
+// PreFilter computes the stock plugin's state for the pod without its
+// extended resources and records those that Filter checks (extended.go).
 func (p *Plugin) PreFilter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodes []fwk.NodeInfo) (*fwk.PreFilterResult, *fwk.Status) {
-	return p.Fit.PreFilter(ctx, state, p.withoutIgnored(pod), nodes)
+	if pod.Spec.NodeName != "" {
+		return p.Fit.PreFilter(ctx, state, p.withoutIgnored(pod), nodes)
+	}
+	stripped := p.withoutExtended(pod)
+	if stripped != pod {
+		state.Write(extendedKey, p.extendedWants(p.withoutIgnored(pod)))
+	}
+	return p.Fit.PreFilter(ctx, state, stripped, nodes)
+}
+
+// Filter is the stock Filter on what PreFilter left it, and the extended
+// resources PreFilter kept, with the stock Filter's reasons and codes.
+func (p *Plugin) Filter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodeInfo fwk.NodeInfo) *fwk.Status {
+	status := p.Fit.Filter(ctx, state, pod, nodeInfo)
+	d, err := state.Read(extendedKey)
+	if err != nil {
+		return status // the pod has none, or took the stock path
+	}
+	if status.Code() == fwk.Error {
+		return status
+	}
+	return d.(*extendedState).filter(status, nodeInfo)
 }
 
 // ignores says whether the stock Filter skips the resource: an extended
@@ -113,24 +149,38 @@ func (p *Plugin) ignores(name v1.ResourceName) bool {
 // ignored, else a copy without them (the pod is the scheduler's, shared:
 // it is never changed).
 func (p *Plugin) withoutIgnored(pod *v1.Pod) *v1.Pod {
-	if (p.ignored.Len() == 0 && p.ignoredGroups.Len() == 0) || !p.anyIgnored(pod) {
+	if p.ignored.Len() == 0 && p.ignoredGroups.Len() == 0 {
+		return pod
+	}
+	return without(pod, p.ignores)
+}
+
+// withoutExtended returns the pod without any extended resource.
+func (p *Plugin) withoutExtended(pod *v1.Pod) *v1.Pod {
+	return without(pod, v1helper.IsExtendedResourceName)
+}
+
+// without returns pod itself when drop matches none of its resources,
+// else a copy without those.
+func without(pod *v1.Pod, drop func(v1.ResourceName) bool) *v1.Pod {
+	if !anyOf(pod, drop) {
 		return pod
 	}
 	out := *pod
-	out.Spec.Containers = p.strip(pod.Spec.Containers)
-	out.Spec.InitContainers = p.strip(pod.Spec.InitContainers)
+	out.Spec.Containers = strip(pod.Spec.Containers, drop)
+	out.Spec.InitContainers = strip(pod.Spec.InitContainers, drop)
 	if pod.Spec.Resources != nil {
 		r := *pod.Spec.Resources
-		r.Requests, r.Limits = p.filter(r.Requests), p.filter(r.Limits)
+		r.Requests, r.Limits = filter(r.Requests, drop), filter(r.Limits, drop)
 		out.Spec.Resources = &r
 	}
 	return &out
 }
 
-func (p *Plugin) anyIgnored(pod *v1.Pod) bool {
+func anyOf(pod *v1.Pod, drop func(v1.ResourceName) bool) bool {
 	in := func(l v1.ResourceList) bool {
 		for name := range l {
-			if p.ignores(name) {
+			if drop(name) {
 				return true
 			}
 		}
@@ -146,28 +196,51 @@ func (p *Plugin) anyIgnored(pod *v1.Pod) bool {
 	return pod.Spec.Resources != nil && (in(pod.Spec.Resources.Requests) || in(pod.Spec.Resources.Limits))
 }
 
-func (p *Plugin) strip(cs []v1.Container) []v1.Container {
+func strip(cs []v1.Container, drop func(v1.ResourceName) bool) []v1.Container {
 	if cs == nil {
 		return nil
 	}
 	out := make([]v1.Container, len(cs))
 	for i := range cs {
 		out[i] = cs[i]
-		out[i].Resources.Requests = p.filter(cs[i].Resources.Requests)
-		out[i].Resources.Limits = p.filter(cs[i].Resources.Limits)
+		out[i].Resources.Requests = filter(cs[i].Resources.Requests, drop)
+		out[i].Resources.Limits = filter(cs[i].Resources.Limits, drop)
 	}
 	return out
 }
 
-func (p *Plugin) filter(l v1.ResourceList) v1.ResourceList {
+func filter(l v1.ResourceList, drop func(v1.ResourceName) bool) v1.ResourceList {
 	if l == nil {
 		return nil
 	}
 	out := make(v1.ResourceList, len(l))
 	for name, q := range l {
-		if !p.ignores(name) {
+		if !drop(name) {
 			out[name] = q
 		}
 	}
 	return out
+}
+
+// extendedWants is what pod (without its ignored resources) asks of each
+// extended resource, as the stock PreFilter computes it, and whether DRA
+// could serve the resource on a node that does not advertise it.
+func (p *Plugin) extendedWants(pod *v1.Pod) *extendedState {
+	reqs := resourcehelper.PodRequests(pod, resourcehelper.PodResourcesOptions{SkipPodLevelResources: !p.fts.EnablePodLevelResources})
+	var resolver fwk.DeviceClassResolver
+	if p.fts.EnableDRAExtendedResource && p.handle != nil {
+		if m := p.handle.SharedDRAManager(); m != nil {
+			resolver = m.DeviceClassResolver()
+		}
+	}
+	s := &extendedState{}
+	for name, q := range reqs {
+		if !v1helper.IsExtendedResourceName(name) || q.Value() == 0 {
+			continue
+		}
+		w := want{name: name, qty: q.Value(), reason: fmt.Sprintf("Insufficient %v", name)}
+		w.dra = resolver != nil && resolver.GetDeviceClass(name) != nil
+		s.wants = append(s.wants, w)
+	}
+	return s
 }
