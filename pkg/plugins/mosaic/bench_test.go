@@ -149,31 +149,52 @@ func BenchmarkPreFilter(b *testing.B) {
 	}
 }
 
+// Filter and Score run "placed" (the first pod of its kind since the node
+// changed: placement runs) and "remembered" (the view's memo answers).
 func BenchmarkFilter(b *testing.B) {
 	benchCases(b, func(b *testing.B, p *Mosaic, ni fwk.NodeInfo, pod *v1.Pod) {
-		state := prefiltered(b, p, pod)
 		ctx := context.Background()
-		b.ReportAllocs()
-		for b.Loop() {
-			p.Filter(ctx, state, pod, ni)
+		for _, memo := range []bool{false, true} {
+			b.Run(map[bool]string{false: "placed", true: "remembered"}[memo], func(b *testing.B) {
+				state := withMemo(b, p, pod, memo)
+				b.ReportAllocs()
+				for b.Loop() {
+					p.Filter(ctx, state, pod, ni)
+				}
+			})
 		}
 	})
 }
 
 func BenchmarkScore(b *testing.B) {
 	benchCases(b, func(b *testing.B, p *Mosaic, ni fwk.NodeInfo, pod *v1.Pod) {
-		state := prefiltered(b, p, pod)
 		ctx := context.Background()
-		if !p.Filter(ctx, state, pod, ni).IsSuccess() {
+		if !p.Filter(ctx, prefiltered(b, p, pod), pod, ni).IsSuccess() {
 			b.Skip("the pod does not fit: the framework scores only nodes that pass Filter")
 		}
-		b.ReportAllocs()
-		for b.Loop() {
-			if _, s := p.Score(ctx, state, pod, ni); !s.IsSuccess() {
-				b.Fatal(s)
-			}
+		for _, memo := range []bool{false, true} {
+			b.Run(map[bool]string{false: "placed", true: "remembered"}[memo], func(b *testing.B) {
+				state := withMemo(b, p, pod, memo)
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, s := p.Score(ctx, state, pod, ni); !s.IsSuccess() {
+						b.Fatal(s)
+					}
+				}
+			})
 		}
 	})
+}
+
+// withMemo is the pod's cycle state; without the memo, its key is cleared
+// so that every call places.
+func withMemo(b *testing.B, p *Mosaic, pod *v1.Pod, memo bool) fwk.CycleState {
+	state := prefiltered(b, p, pod)
+	if !memo {
+		s, _ := getState(state)
+		s.id = 0
+	}
+	return state
 }
 
 // BenchmarkReserve reserves and unreserves, so that every iteration sees

@@ -32,6 +32,10 @@ type usageCache struct {
 	mu       sync.RWMutex
 	defaults device.NodeConfig
 	nodes    map[string]*nodeEntry
+	// views holds each node's current view, for nodeView; byObject the
+	// same by the Node object the informer handed over last (viewOf).
+	views    map[string]*nodeView
+	byObject map[*v1.Node]*nodeView
 	pods     map[types.UID]*podEntry
 	// gone holds the resourceVersion at which a queueing hint removed a
 	// pod that the informer handler has not seen leave yet: the handler's
@@ -44,8 +48,9 @@ type usageCache struct {
 
 type nodeEntry struct {
 	name string
-	rv   string // resourceVersion of the Node last applied
-	raw  string // the inventory annotation, to skip re-parsing unchanged ones
+	rv   string   // resourceVersion of the Node last applied
+	obj  *v1.Node // the Node last applied, the key in byObject
+	raw  string   // the inventory annotation, to skip re-parsing unchanged ones
 	inv  *device.Inventory
 	err  error
 	cfg  device.NodeConfig
@@ -58,23 +63,26 @@ type nodeEntry struct {
 	awaiting map[types.UID]bool
 	// pods are the pods bound or assumed here (holders.go).
 	pods map[types.UID]*podEntry
-	// view is the above as Filter and Score read it.
+	// view is the above as Filter and Score read it (also in views).
 	view *nodeView
 }
 
 // nodeView is one node's cards with their usage, built whenever the node
-// or a pod on it changes and never written after. Filter and Score run
-// once per node for every pod: they read it under the read lock without
-// copying, parsing or allocating.
+// or a pod on it changes and never written after, but for the memo of its
+// answers (memo.go). Filter and Score run once per node for every pod:
+// they find it without a lock and read it without copying, parsing or
+// allocating.
 type nodeView struct {
-	node placement.Node
-	err  error // the inventory is malformed
 	// handout: the node hands devices out through the kubelet's Allocate
 	// alone (no NRI); awaiting counts the pods waiting for theirs, one is
-	// the pod when there is one.
+	// the pod when there is one. (First, with err and the memo: what
+	// every Filter reads, in the view's first cache lines.)
 	handout  bool
 	awaiting int
 	one      types.UID
+	err      error // the inventory is malformed
+	memo     answers
+	node     placement.Node
 	// bound lists the pods bound here, for pod-group cycles (holders.go).
 	bound []boundHolder
 }
@@ -89,7 +97,7 @@ func (v *nodeView) handoutBusy(self types.UID) bool {
 }
 
 // publishLocked builds the node's view from its entry.
-func (n *nodeEntry) publishLocked() {
+func (c *usageCache) publishLocked(n *nodeEntry) {
 	v := &nodeView{node: placement.Node{Name: n.name, Topology: n.topo}, err: n.err, awaiting: len(n.awaiting), bound: n.boundHoldersLocked()}
 	for uid := range n.awaiting {
 		v.one = uid
@@ -103,6 +111,10 @@ func (n *nodeEntry) publishLocked() {
 		}
 	}
 	n.view = v
+	c.views[n.name] = v
+	if n.obj != nil {
+		c.byObject[n.obj] = v
+	}
 }
 
 type podEntry struct {
@@ -116,7 +128,7 @@ type podEntry struct {
 }
 
 func newUsageCache(defaults device.NodeConfig) *usageCache {
-	return &usageCache{defaults: defaults, nodes: map[string]*nodeEntry{}, pods: map[types.UID]*podEntry{}, gone: map[types.UID]string{}}
+	return &usageCache{defaults: defaults, nodes: map[string]*nodeEntry{}, views: map[string]*nodeView{}, byObject: map[*v1.Node]*nodeView{}, pods: map[types.UID]*podEntry{}, gone: map[types.UID]string{}}
 }
 
 // compareRV orders two resourceVersions of one object; ok is false when
@@ -138,8 +150,8 @@ func (c *usageCache) node(name string) *nodeEntry {
 	n := c.nodes[name]
 	if n == nil {
 		n = &nodeEntry{name: name, used: map[string]device.Usage{}, awaiting: map[types.UID]bool{}, pods: map[types.UID]*podEntry{}}
-		n.publishLocked()
 		c.nodes[name] = n
+		c.publishLocked(n)
 	}
 	return n
 }
@@ -156,10 +168,15 @@ func (c *usageCache) setNode(logger klog.Logger, node *v1.Node) {
 		return
 	}
 	n.rv = node.ResourceVersion
+	if n.obj != node {
+		delete(c.byObject, n.obj)
+		n.obj = node
+		c.byObject[node] = n.view
+	}
 	if n.raw == raw && (n.inv != nil || n.err != nil || raw == "") {
 		return
 	}
-	defer n.publishLocked()
+	defer c.publishLocked(n)
 	n.raw, n.inv, n.err, n.topo = raw, nil, nil, nil
 	if raw == "" {
 		return
@@ -195,11 +212,12 @@ func (c *usageCache) deleteNode(node *v1.Node) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if n := c.nodes[node.Name]; n != nil {
-		n.raw, n.inv, n.err, n.topo = "", nil, nil, nil
+		delete(c.byObject, n.obj)
+		n.raw, n.inv, n.err, n.topo, n.obj = "", nil, nil, nil, nil
 		if !stale(node.ResourceVersion, n.rv) {
 			n.rv = node.ResourceVersion
 		}
-		n.publishLocked()
+		c.publishLocked(n)
 	}
 }
 
@@ -327,7 +345,7 @@ func (c *usageCache) setLocked(uid types.UID, e *podEntry) {
 	if e.awaiting {
 		n.awaiting[uid] = true
 	}
-	n.publishLocked()
+	c.publishLocked(n)
 }
 
 func (c *usageCache) removeLocked(uid types.UID) {
@@ -347,7 +365,7 @@ func (c *usageCache) removeLocked(uid types.UID) {
 			n.used[id] = left
 		}
 	}
-	n.publishLocked()
+	c.publishLocked(n)
 }
 
 // footprint returns what the pod holds, if the cache knows it.
@@ -364,11 +382,30 @@ func (c *usageCache) footprint(uid types.UID) (string, map[string]device.Usage, 
 // has no cards.
 func (c *usageCache) nodeView(name string) *nodeView {
 	c.mu.RLock()
-	v := &noCards
-	if n := c.nodes[name]; n != nil {
-		v = n.view
+	v := c.views[name]
+	c.mu.RUnlock()
+	if v == nil {
+		return &noCards
+	}
+	return v
+}
+
+// viewOf is nodeView for the framework's NodeInfo of a node. The
+// scheduler's NodeInfo holds the Node object that the shared informer
+// handed to the cache too, so the view is found by that pointer without
+// reading the name's bytes, which at 1,000 nodes cost more than the
+// rest of Filter; a NodeInfo holding another object (an update one of
+// them has not seen yet) is looked up by name.
+func (c *usageCache) viewOf(node *v1.Node) *nodeView {
+	c.mu.RLock()
+	v := c.byObject[node]
+	if v == nil {
+		v = c.views[node.Name]
 	}
 	c.mu.RUnlock()
+	if v == nil {
+		return &noCards
+	}
 	return v
 }
 

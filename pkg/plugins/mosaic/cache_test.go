@@ -339,3 +339,38 @@ func TestForgetCommutesWithInformer(t *testing.T) {
 		})
 	}
 }
+
+// viewOf finds a node's current view by the Node object the cache was
+// given last, by name for any other object of the node, and keeps no
+// object it was given before.
+func TestViewOfNodeObjects(t *testing.T) {
+	logger, _ := ktesting.NewTestContext(t)
+	c := newUsageCache(device.NodeConfig{SplitCount: 10, MemoryScaling: 1, CoreScaling: 1})
+	first := testNode(t, "n", "")
+	first.ResourceVersion = "1"
+	c.setNode(logger, first)
+	second := first.DeepCopy()
+	second.ResourceVersion = "2"
+	second.Labels = map[string]string{"relabelled": "true"}
+	c.setNode(logger, second)
+	c.setNode(logger, testNode(t, "m", ""))
+	c.assume("a", testAlloc("n", "GPU-0", 300))
+	cur := c.nodeView("n")
+	if cur.node.Cards[0].Used.MemoryMiB != 300 {
+		t.Fatalf("the view does not hold the assumed share: %+v", cur.node.Cards[0].Used)
+	}
+	unseen := second.DeepCopy()
+	unseen.ResourceVersion = "3"
+	for name, obj := range map[string]*v1.Node{"last given": second, "given before": first, "never given": unseen} {
+		if got := c.viewOf(obj); got != cur {
+			t.Errorf("%s object: another view than the node's current one", name)
+		}
+	}
+	if _, ok := c.byObject[first]; ok || len(c.byObject) != 2 {
+		t.Errorf("objects kept: %d (the replaced one: %v), want one per node", len(c.byObject), ok)
+	}
+	c.deleteNode(second)
+	if len(c.byObject) != 1 || len(c.viewOf(second).node.Cards) != 0 {
+		t.Errorf("after the node's delete: %d objects kept, %d cards seen", len(c.byObject), len(c.viewOf(second).node.Cards))
+	}
+}

@@ -15,13 +15,15 @@ import (
 // the cache (no API calls, no lock held across nodes) and, for a node that
 // fits, allocates nothing: placement.Check decides as Place would without
 // building the allocation, which Reserve builds once for the chosen node.
+// A view answers a request it has seen from its memo (memo.go).
 func (p *Mosaic) filter(_ context.Context, state fwk.CycleState, pod *v1.Pod, nodeInfo fwk.NodeInfo) *fwk.Status {
 	s, err := getState(state)
 	if err != nil {
 		return fwk.AsStatus(err)
 	}
-	name := nodeInfo.Node().Name
-	v := p.cache.nodeView(name)
+	obj := nodeInfo.Node()
+	name := obj.Name
+	v := p.cache.viewOf(obj)
 	if v.handoutBusy(pod.UID) {
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, placement.ReasonHandoutBusy)
 	}
@@ -29,7 +31,17 @@ func (p *Mosaic) filter(_ context.Context, state fwk.CycleState, pod *v1.Pod, no
 	if status != nil {
 		return status
 	}
-	verdict := placement.Check(node, s.req, p.placeOpts)
+	verdict, known := placement.Verdict{}, false
+	own := node == &v.node && s.id != 0 // not adjusted: the view's answers hold
+	if own {
+		verdict, known = v.memo.verdict(s.id)
+	}
+	if !known {
+		verdict = placement.Check(node, s.req, p.placeOpts)
+		if own {
+			v.memo.putVerdict(s.id, verdict)
+		}
+	}
 	if verdict.Fits {
 		return nil
 	}

@@ -26,8 +26,13 @@ func (p *Mosaic) preFilter(ctx context.Context, state fwk.CycleState, pod *v1.Po
 		return nil, s
 	}
 	p.cache.waker.waiting(pod)
+	policy := p.args.NodePolicy
+	if req.NodePolicy != "" {
+		policy = req.NodePolicy
+	}
 	state.Write(stateKey, &cycleState{
 		req:     req,
+		id:      requestID(requestKey(req, p.placeOpts, policy)),
 		added:   map[string]map[string]device.Usage{},
 		removed: map[string]map[string]device.Usage{},
 		group:   state.IsPodGroupSchedulingCycle(),

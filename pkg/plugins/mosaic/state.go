@@ -15,6 +15,9 @@ const stateKey fwk.StateKey = Name
 // preemption, and the allocation Reserve chose.
 type cycleState struct {
 	req *device.PodRequest
+	// id numbers the request and the policies for the views' memos
+	// (memo.go); 0 remembers nothing.
+	id uint64
 	// added and removed hold, per node, the footprints of the pods that
 	// preemption's AddPod/RemovePod moved in or out. Clone copies them.
 	added, removed map[string]map[string]device.Usage
