@@ -374,3 +374,39 @@ func TestViewOfNodeObjects(t *testing.T) {
 		t.Errorf("after the node's delete: %d objects kept, %d cards seen", len(c.byObject), len(c.viewOf(second).node.Cards))
 	}
 }
+
+// A freed share requeues the waiting pods that fit the node's cards once
+// it is released, and only those.
+func TestFreedCardsRequeueWhatFits(t *testing.T) {
+	logger, _ := ktesting.NewTestContext(t)
+	p := testPlugin(t)
+	p.cache.setNode(logger, testNode(t, "n", "")) // two cards of 1000 MiB
+	a := at(boundPod(t, "a", "n", testAlloc("n", "GPU-0", 1000)), "10")
+	b := at(boundPod(t, "b", "n", testAlloc("n", "GPU-1", 1000)), "11")
+	p.cache.updatePod(logger, a)
+	p.cache.updatePod(logger, b)
+	one := benchPod("one", "1", "500", "10", false)
+	two := benchPod("two", "2", "500", "10", false)
+	huge := benchPod("huge", "1", "2000", "10", false) // fits no card of the node
+	grouped := two.DeepCopy()
+	g := "g"
+	grouped.Spec.SchedulingGroup = &v1.PodSchedulingGroup{PodGroupName: &g}
+	want := func(step string, freed *v1.Pod, hints map[*v1.Pod]fwk.QueueingHint) {
+		t.Helper()
+		for pod, h := range hints {
+			// Each hint applies the delete again: the cache counts it once.
+			if got, _ := p.isDevicePodDeleted(logger, pod, freed, nil); got != h {
+				t.Errorf("%s: pod %s got %v, want %v", step, pod.Name, got, h)
+			}
+		}
+	}
+	want("GPU-0 freed", at(a, "12"), map[*v1.Pod]fwk.QueueingHint{one: fwk.Queue, two: fwk.QueueSkip, huge: fwk.QueueSkip, grouped: fwk.Queue})
+	want("GPU-1 freed too", at(b, "13"), map[*v1.Pod]fwk.QueueingHint{one: fwk.Queue, two: fwk.Queue, huge: fwk.QueueSkip})
+	bad := gpuPod("bad", "-5")
+	if h, _ := p.isDevicePodDeleted(logger, bad, at(b, "14"), nil); h != fwk.QueueSkip {
+		t.Errorf("a pod with an invalid request is retried: %v", h)
+	}
+	if h, _ := p.isDevicePodDeleted(logger, one, at(boundPod(t, "c", "elsewhere", testAlloc("elsewhere", "GPU-9", 1)), "15"), nil); h != fwk.Queue {
+		t.Errorf("a share freed on a node the cache has not seen: %v, want a retry", h)
+	}
+}

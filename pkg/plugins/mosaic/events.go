@@ -8,6 +8,7 @@ import (
 	fwk "k8s.io/kube-scheduler/framework"
 
 	"github.com/mosaic-gpu/mosaic/pkg/device"
+	"github.com/mosaic-gpu/mosaic/pkg/placement"
 )
 
 // EventsToRegister requeues a pod that Mosaic rejected only on events that
@@ -32,7 +33,7 @@ func (p *Mosaic) EventsToRegister(context.Context) ([]fwk.ClusterEventWithHint, 
 	}, nil
 }
 
-func (p *Mosaic) isDevicePodDeleted(logger klog.Logger, _ *v1.Pod, oldObj, _ any) (fwk.QueueingHint, error) {
+func (p *Mosaic) isDevicePodDeleted(logger klog.Logger, waiting *v1.Pod, oldObj, _ any) (fwk.QueueingHint, error) {
 	pod, ok := unwrap(oldObj).(*v1.Pod)
 	if !ok {
 		return fwk.Queue, nil
@@ -41,18 +42,46 @@ func (p *Mosaic) isDevicePodDeleted(logger klog.Logger, _ *v1.Pod, oldObj, _ any
 	if pod.Spec.NodeName == "" {
 		return fwk.QueueSkip, nil
 	}
-	if _, has := pod.Annotations[device.AllocationAnnotation]; has {
-		logger.V(5).Info("Device pod deleted; retrying", "deleted", klog.KObj(pod))
-		return fwk.Queue, nil
+	_, has := pod.Annotations[device.AllocationAnnotation]
+	if !has {
+		// A failed binding: the scheduler's copy is assigned to the node
+		// but has no allocation, which only the Binding carried.
+		// Unreserve has released its cards.
+		if req, err := device.ParsePodRequest(pod, p.parseOpts); err != nil || req == nil {
+			return fwk.QueueSkip, nil
+		}
 	}
-	// A failed binding: the scheduler's copy is assigned to the node but
-	// has no allocation, which only the Binding carried. Unreserve has
-	// released its cards.
-	if req, err := device.ParsePodRequest(pod, p.parseOpts); err == nil && req != nil {
-		logger.V(5).Info("Device reservation released; retrying", "released", klog.KObj(pod))
-		return fwk.Queue, nil
+	if !p.fitsFreed(waiting, pod.Spec.NodeName) {
+		logger.V(5).Info("Cards freed where the pod does not fit; not retrying", "pod", klog.KObj(waiting), "freed", klog.KObj(pod))
+		return fwk.QueueSkip, nil
 	}
-	return fwk.QueueSkip, nil
+	logger.V(5).Info("Cards freed; retrying", "pod", klog.KObj(waiting), "freed", klog.KObj(pod))
+	return fwk.Queue, nil
+}
+
+// fitsFreed reports whether the waiting pod's devices fit the node's cards
+// as the cache holds them, the freed share released (the hint applied the
+// delete first). Cards elsewhere did not change, so a pod that does not
+// fit here can fit nowhere it did not before. Members of a pod group are
+// always retried: their cycle counts holders the NodeInfo lacks
+// (holders.go), which the view alone does not show. Anything not known
+// (no pod, an unknown node) retries.
+func (p *Mosaic) fitsFreed(waiting *v1.Pod, node string) bool {
+	if waiting == nil || waiting.Spec.SchedulingGroup != nil {
+		return true
+	}
+	req, err := device.ParsePodRequest(waiting, p.parseOpts)
+	if err != nil || req == nil {
+		return err == nil // an invalid request fits nowhere, whatever frees
+	}
+	v := p.cache.nodeView(node)
+	if v.err != nil {
+		return false
+	}
+	if v == &noCards {
+		return true
+	}
+	return placement.Check(&v.node, req, p.placeOpts).Fits
 }
 
 func (p *Mosaic) isInventoryChanged(logger klog.Logger, _ *v1.Pod, oldObj, newObj any) (fwk.QueueingHint, error) {
