@@ -8,6 +8,7 @@ import (
 
 	"github.com/mosaic-gpu/mosaic/pkg/device"
 	"github.com/mosaic-gpu/mosaic/pkg/deviceplugin/discovery"
+	"github.com/mosaic-gpu/mosaic/pkg/placement"
 	"github.com/mosaic-gpu/mosaic/pkg/sim"
 )
 
@@ -43,8 +44,9 @@ func TestSplitCountFromInventory(t *testing.T) {
 		e.mustBind(podSpec{name: name, limits: small})
 	}
 	// The node advertises 3 nvidia.com/gpu (1 card x split 3); the fourth
-	// share does not fit.
-	e.mustReject(podSpec{name: "s4", limits: small}, "nvidia.com/gpu")
+	// share does not fit (Mosaic finds the card's slots taken before
+	// NodeResourcesFit counts the node's nvidia.com/gpu).
+	e.mustReject(podSpec{name: "s4", limits: small}, placement.ReasonSlots)
 	if got := e.checkCapacity(); got != 3 {
 		t.Errorf("bound pods = %d, want 3", got)
 	}

@@ -1,6 +1,7 @@
 package mosaic
 
 import (
+	"math"
 	"slices"
 	"sort"
 	"sync"
@@ -8,7 +9,9 @@ import (
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/resourceversion"
+	corev1helpers "k8s.io/component-helpers/scheduling/corev1"
 	"k8s.io/klog/v2"
+	fwk "k8s.io/kube-scheduler/framework"
 
 	"github.com/mosaic-gpu/mosaic/pkg/device"
 	"github.com/mosaic-gpu/mosaic/pkg/placement"
@@ -85,6 +88,10 @@ type nodeView struct {
 	node     placement.Node
 	// bound lists the pods bound here, for pod-group cycles (holders.go).
 	bound []boundHolder
+	// lowest is the lowest priority among the pods holding cards here
+	// (math.MaxInt32 with none): preemption can free cards here only for
+	// a pod above it (fitsSomewhere).
+	lowest int32
 }
 
 // handoutBusy reports whether the node hands out devices through the
@@ -98,7 +105,12 @@ func (v *nodeView) handoutBusy(self types.UID) bool {
 
 // publishLocked builds the node's view from its entry.
 func (c *usageCache) publishLocked(n *nodeEntry) {
-	v := &nodeView{node: placement.Node{Name: n.name, Topology: n.topo}, err: n.err, awaiting: len(n.awaiting), bound: n.boundHoldersLocked()}
+	v := &nodeView{node: placement.Node{Name: n.name, Topology: n.topo}, err: n.err, awaiting: len(n.awaiting), bound: n.boundHoldersLocked(), lowest: math.MaxInt32}
+	for _, e := range n.pods {
+		if len(e.footprint) > 0 {
+			v.lowest = min(v.lowest, e.priority)
+		}
+	}
 	for uid := range n.awaiting {
 		v.one = uid
 	}
@@ -122,6 +134,7 @@ type podEntry struct {
 	node      string
 	footprint map[string]device.Usage
 	assumed   bool
+	priority  int32
 	// awaiting is true until the node agent has handed out the pod's
 	// devices (HandedOutLabel); it matters on nodes without NRI only.
 	awaiting bool
@@ -305,20 +318,21 @@ func (c *usageCache) applyPodLocked(logger klog.Logger, pod *v1.Pod) {
 		c.removeLocked(pod.UID)
 		return
 	}
-	c.setLocked(pod.UID, &podEntry{rv: pod.ResourceVersion, node: pod.Spec.NodeName, footprint: alloc.Footprint(), awaiting: pod.Labels[device.HandedOutLabel] != "true"})
+	c.setLocked(pod.UID, &podEntry{rv: pod.ResourceVersion, node: pod.Spec.NodeName, footprint: alloc.Footprint(), priority: corev1helpers.PodPriority(pod),
+		awaiting: pod.Labels[device.HandedOutLabel] != "true"})
 }
 
 // assume records a placement this scheduler made before the API has it. A
 // pod the informer handler has seen bound keeps what the API says it
 // holds: a cycle that started before its binding showed up is stale, and
 // its own binding will be refused.
-func (c *usageCache) assume(uid types.UID, alloc *device.Allocation) {
+func (c *usageCache) assume(uid types.UID, alloc *device.Allocation, priority int32) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if e := c.pods[uid]; e != nil && !e.assumed {
 		return
 	}
-	c.setLocked(uid, &podEntry{node: alloc.Node, footprint: alloc.Footprint(), assumed: true, awaiting: true})
+	c.setLocked(uid, &podEntry{node: alloc.Node, footprint: alloc.Footprint(), assumed: true, awaiting: true, priority: priority})
 }
 
 // forget drops an assumed placement whose binding failed. A binding that
@@ -407,6 +421,37 @@ func (c *usageCache) viewOf(node *v1.Node) *nodeView {
 		return &noCards
 	}
 	return v
+}
+
+// fitsSomewhere reports whether the cards of one of nodes fit the request
+// now, or hold a pod of priority below below, which preemption could evict
+// for it; when none does, how many nodes refused it for each reason, as
+// Filter would have. Views answer from their memos (memo.go) and remember
+// what they placed, for the Filter that follows.
+func (c *usageCache) fitsSomewhere(nodes []fwk.NodeInfo, id uint64, req *device.PodRequest, opts placement.Options, below int32) (bool, map[string]int) {
+	refusals := map[string]int{}
+	for _, ni := range nodes {
+		v := c.viewOf(ni.Node())
+		if v.err != nil {
+			refusals["node device inventory is invalid"]++
+			continue
+		}
+		if v.lowest < below {
+			return true, nil
+		}
+		verdict, known := v.memo.verdict(id)
+		if !known {
+			verdict = placement.Check(&v.node, req, opts)
+			v.memo.putVerdict(id, verdict)
+		}
+		if verdict.Fits {
+			return true, nil
+		}
+		for _, r := range verdict.Reasons {
+			refusals[r]++
+		}
+	}
+	return false, refusals
 }
 
 // noCards is the view of a node the cache has not seen.

@@ -72,7 +72,7 @@ func TestCacheLifecycle(t *testing.T) {
 	c.setNode(logger, testNode(t, "n", ""))
 
 	// Reserve assumes; the informer then confirms the bound pod.
-	c.assume("a", testAlloc("n", "GPU-0", 300))
+	c.assume("a", testAlloc("n", "GPU-0", 300), 0)
 	want := map[string]device.Usage{"GPU-0": {MemoryMiB: 300, Cores: 10, Slots: 1}}
 	if diff := cmp.Diff(want, used(t, c, "n")); diff != "" {
 		t.Fatalf("after assume (-want,+got):\n%s", diff)
@@ -90,7 +90,7 @@ func TestCacheLifecycle(t *testing.T) {
 	}
 	// A second pod, then a failed bind of a third.
 	c.updatePod(logger, boundPod(t, "b", "n", testAlloc("n", "GPU-0", 200)))
-	c.assume("c", testAlloc("n", "GPU-1", 500))
+	c.assume("c", testAlloc("n", "GPU-1", 500), 0)
 	c.forget("c")
 	want = map[string]device.Usage{"GPU-0": {MemoryMiB: 500, Cores: 20, Slots: 2}}
 	if diff := cmp.Diff(want, used(t, c, "n")); diff != "" {
@@ -194,8 +194,8 @@ func TestHandoutBusyWithoutNRI(t *testing.T) {
 	rawNRI, _ := device.EncodeInventory(inv)
 	c.setNode(logger, testNode(t, "nri", rawNRI))
 
-	c.assume("a", testAlloc("plain", "GPU-0", 10))
-	c.assume("b", testAlloc("nri", "GPU-0", 10))
+	c.assume("a", testAlloc("plain", "GPU-0", 10), 0)
+	c.assume("b", testAlloc("nri", "GPU-0", 10), 0)
 	if !c.nodeView("plain").handoutBusy("other") {
 		t.Error("a node without NRI with a pod awaiting its devices takes another")
 	}
@@ -322,9 +322,9 @@ func TestForgetCommutesWithInformer(t *testing.T) {
 			for _, s := range steps {
 				switch s {
 				case "assume":
-					c.assume("a", alloc)
+					c.assume("a", alloc, 0)
 				case "reassume":
-					c.assume("a", testAlloc("n", "GPU-1", 500))
+					c.assume("a", testAlloc("n", "GPU-1", 500), 0)
 				case "bound":
 					c.updatePod(logger, bound)
 				case "forget":
@@ -354,7 +354,7 @@ func TestViewOfNodeObjects(t *testing.T) {
 	second.Labels = map[string]string{"relabelled": "true"}
 	c.setNode(logger, second)
 	c.setNode(logger, testNode(t, "m", ""))
-	c.assume("a", testAlloc("n", "GPU-0", 300))
+	c.assume("a", testAlloc("n", "GPU-0", 300), 0)
 	cur := c.nodeView("n")
 	if cur.node.Cards[0].Used.MemoryMiB != 300 {
 		t.Fatalf("the view does not hold the assumed share: %+v", cur.node.Cards[0].Used)

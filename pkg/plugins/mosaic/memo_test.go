@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
+	"k8s.io/kubernetes/pkg/scheduler/framework"
 
 	"github.com/mosaic-gpu/mosaic/pkg/device"
 	"github.com/mosaic-gpu/mosaic/pkg/placement"
@@ -109,13 +110,19 @@ func TestMemoAnswersAsPlacement(t *testing.T) {
 			bound = append(bound[:i], bound[i+1:]...)
 		}
 		pod := pods[rng.IntN(len(pods))]
-		state := prefilteredT(t, p, pod)
-		s, _ := getState(state)
 		v := p.cache.nodeView("n")
+		state := framework.NewCycleState()
+		_, pre := p.PreFilter(ctx, state, pod, []fwk.NodeInfo{ni})
+		s, _ := getState(state)
 		if _, known := v.memo.verdict(s.id); known {
 			hits++
 		}
 		want := placement.Check(&v.node, s.req, p.placeOpts)
+		// The one node's holders are all of the pod's priority: PreFilter
+		// rejects exactly the pods that fit nowhere.
+		if pre.IsSuccess() != want.Fits {
+			t.Fatalf("step %d, pod %s: PreFilter %v, placement %+v", step, pod.Name, pre, want)
+		}
 		got := p.Filter(ctx, state, pod, ni)
 		if got.IsSuccess() != want.Fits || (!want.Fits && fmt.Sprint(got.Reasons()) != fmt.Sprint(want.Reasons)) {
 			t.Fatalf("step %d, pod %s: Filter %v, placement %+v", step, pod.Name, got, want)
@@ -153,7 +160,7 @@ func TestMemoSkipsAdjustedNodes(t *testing.T) {
 	if st := p.Filter(ctx, dry, pod, ni); st.IsSuccess() {
 		t.Fatal("eight whole cards fit beside a share on each card")
 	}
-	if _, known := p.cache.nodeView("n").memo.verdict(s.id); known {
+	if v, known := p.cache.nodeView("n").memo.verdict(s.id); known && !v.Fits {
 		t.Error("the adjusted node's verdict was remembered")
 	}
 	if st := p.Filter(ctx, prefilteredT(t, p, pod), pod, ni); !st.IsSuccess() {

@@ -189,23 +189,36 @@ func countFailure(point string, s *fwk.Status) {
 		reasons = []string{reasonOther}
 	}
 	for _, r := range reasons {
-		switch {
-		case knownReasons[r]:
-		case strings.HasPrefix(r, "invalid device request"):
-			r = reasonInvalidRequest
-		case strings.HasPrefix(r, "node device inventory is invalid"):
-			r = reasonInvalidInventory
-		default:
-			r = reasonOther
-		}
-		if h := hot.Load(); h != nil {
-			if c := h.failures[point][r]; c != nil {
-				c.Inc()
-				continue
-			}
-		}
-		allocationFailures.WithLabelValues(point, r).Inc()
+		countReason(point, r, 1)
 	}
+}
+
+// countRefusals counts Filter's refusals that PreFilter found for every
+// node at once (fitsSomewhere), n nodes per reason, as Filter would have
+// counted them node by node.
+func countRefusals(byReason map[string]int) {
+	for r, n := range byReason {
+		countReason(pointFilter, r, n)
+	}
+}
+
+func countReason(point, r string, n int) {
+	switch {
+	case knownReasons[r]:
+	case strings.HasPrefix(r, "invalid device request"):
+		r = reasonInvalidRequest
+	case strings.HasPrefix(r, "node device inventory is invalid"):
+		r = reasonInvalidInventory
+	default:
+		r = reasonOther
+	}
+	if h := hot.Load(); h != nil {
+		if c := h.failures[point][r]; c != nil {
+			c.Add(float64(n))
+			return
+		}
+	}
+	allocationFailures.WithLabelValues(point, r).Add(float64(n))
 }
 
 // countHint records a queueing hint's answer.
@@ -326,7 +339,9 @@ func (p *Mosaic) PreFilter(ctx context.Context, state fwk.CycleState, pod *v1.Po
 	r, s := p.preFilter(ctx, state, pod, nodes)
 	if s.Code() != fwk.Skip {
 		observe(pointPreFilter, start)
-		countFailure(pointPreFilter, s)
+		if !noRoomAnywhere(s) { // counted as Filter's refusals
+			countFailure(pointPreFilter, s)
+		}
 	}
 	return r, s
 }

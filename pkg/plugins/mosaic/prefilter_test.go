@@ -3,6 +3,8 @@ package mosaic
 import (
 	"context"
 	"encoding/json"
+	"slices"
+	"strings"
 	"testing"
 
 	v1 "k8s.io/api/core/v1"
@@ -51,7 +53,20 @@ func TestPreemptionDryRun(t *testing.T) {
 	ni.SetNode(node)
 	state := framework.NewCycleState()
 	preemptor := gpuPod("preemptor", "800")
-	if _, s := p.PreFilter(ctx, state, preemptor, nil); !s.IsSuccess() {
+	// Of the holders' priority, it could not preempt them: PreFilter
+	// rejects it at once, for every node.
+	if _, s := p.PreFilter(ctx, state, preemptor, []fwk.NodeInfo{ni}); !noRoomAnywhere(s) || !strings.Contains(s.Message(), "1 insufficient GPU memory") {
+		t.Fatalf("a pod that fits nowhere and cannot preempt: %v", s)
+	}
+	never := v1.PreemptNever
+	prio := int32(10)
+	preemptor.Spec.Priority, preemptor.Spec.PreemptionPolicy = &prio, &never
+	if _, s := p.PreFilter(ctx, framework.NewCycleState(), preemptor, []fwk.NodeInfo{ni}); !noRoomAnywhere(s) {
+		t.Fatalf("a higher-priority pod that never preempts: %v", s)
+	}
+	preemptor.Spec.PreemptionPolicy = nil
+	state = framework.NewCycleState()
+	if _, s := p.PreFilter(ctx, state, preemptor, []fwk.NodeInfo{ni}); !s.IsSuccess() {
 		t.Fatal(s)
 	}
 	if s := p.Filter(ctx, state, preemptor, ni); s.IsSuccess() {
@@ -170,5 +185,18 @@ func TestSignPod(t *testing.T) {
 	bad.Spec.Containers[0].Resources.Limits["nvidia.com/gpucores"] = resource.MustParse("101")
 	if _, s := p.SignPod(ctx, bad); s.IsSuccess() {
 		t.Error("an invalid request was signed")
+	}
+}
+
+// PreFilter's rejection reads as the framework's summary of Filter's:
+// nodes per reason, the most frequent first.
+func TestNoRoomReasons(t *testing.T) {
+	got := noRoomReasons(map[string]int{"b": 1, "a": 1, placement.ReasonMemory: 3})
+	want := []string{"3 " + placement.ReasonMemory, "1 a", "1 b", reasonNoPreemption}
+	if !slices.Equal(got, want) {
+		t.Errorf("reasons %q, want %q", got, want)
+	}
+	if !noRoomAnywhere(fwk.NewStatus(fwk.UnschedulableAndUnresolvable, got...)) || noRoomAnywhere(fwk.NewStatus(fwk.Unschedulable, got...)) {
+		t.Error("noRoomAnywhere does not tell PreFilter's rejection apart")
 	}
 }

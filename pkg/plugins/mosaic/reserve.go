@@ -20,7 +20,7 @@ func (p *Mosaic) reserve(ctx context.Context, state fwk.CycleState, pod *v1.Pod,
 	if alloc == nil {
 		return status
 	}
-	p.cache.assume(pod.UID, alloc)
+	p.cache.assume(pod.UID, alloc, corev1helpers.PodPriority(pod))
 	s.chosen = alloc
 	klog.FromContext(ctx).V(4).Info("Reserved devices", "pod", klog.KObj(pod), "node", nodeName, "containers", len(alloc.Containers))
 	return nil

@@ -57,7 +57,7 @@ func TestFilterUsesTheNodesSplitCount(t *testing.T) {
 				for k := range n {
 					uuid := fmt.Sprintf("GPU-%d", card)
 					p.cache.assume(types.UID(fmt.Sprintf("%s-%s-%d", name, uuid, k)), &device.Allocation{Version: 1, Node: name, Containers: []device.ContainerAllocation{
-						{Name: "c", Devices: []device.Share{{UUID: uuid, Vendor: device.VendorNVIDIA, MemoryMiB: 100}}}}})
+						{Name: "c", Devices: []device.Share{{UUID: uuid, Vendor: device.VendorNVIDIA, MemoryMiB: 100}}}}}, 0)
 				}
 			}
 			ni := framework.NewNodeInfo()
