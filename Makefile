@@ -7,7 +7,7 @@ export CGO_CFLAGS ?= -Wno-deprecated-declarations
 TEST_P    ?= 2
 TEST_TIMEOUT ?= 40m
 
-.PHONY: all build demo demo-ui test test-go test-native lint fuzz bench bench-large bench-perf bench-integration chain-artifacts clean manifests
+.PHONY: all build demo demo-ui test test-go test-native lint fuzz bench bench-large bench-perf bench-integration bench-doc chain-artifacts clean manifests
 
 all: build
 
@@ -108,6 +108,16 @@ bench-large:
 	$(MAKE) bench-perf PERF_CASES='$(PERF_MOSAIC)' PERF_SIZES=5000Nodes_10000Pods
 	$(MAKE) bench-perf PERF_CASES='$(PERF_UPSTREAM_BOTH)' PERF_SIZES='5000Nodes|5000Nodes_10000Pods'
 
+# make bench-doc: docs/benchmarks.md, written from one run of the benchmarks
+# (hack/benchmarks-doc.sh: make bench's sizes, 3 rounds, one profile, the
+# requeue benchmark; about 45 minutes on 2 cores; BENCH_DOC_* choose).
+bench-doc: $(BIN)/etcd
+	hack/benchmarks-doc.sh
+
+# print-VAR prints a variable (for scripts).
+print-%:
+	@echo '$($*)'
+
 # One run of test/perf: the test cases PERF_CASES (performance-config.yaml's
 # and upstream's by name, | between them) at the workload sizes PERF_SIZES,
 # PERF_ROUNDS rounds, with PERF_FLAGS added (e.g. -perf-cpuprofile). The
@@ -135,7 +145,7 @@ bench-perf: $(BIN)/etcd
 # the figure.
 bench-integration:
 	MOSAIC_BENCH_ROUNDS=3 $(GO) test ./test/integration -run '^$$' -bench SchedulingThroughput -benchtime 1x -timeout 60m
-	MOSAIC_BENCH_SIZE=1000x1000 MOSAIC_BENCH_FREES=10 $(GO) test ./test/integration -run '^$$' -bench RequeueAtScale -benchtime 1x -timeout 60m
+	MOSAIC_BENCH_SIZE=1000x5000 MOSAIC_BENCH_FREES=20 $(GO) test ./test/integration -run '^$$' -bench RequeueAtScale -benchtime 1x -timeout 60m
 
 # The control-plane half of test/gpu/chain.sh: scheduler + NRI decision for
 # a pod on a real card's inventory, written to test/gpu/chain-out/.
