@@ -439,11 +439,7 @@ func (c *usageCache) fitsSomewhere(nodes []fwk.NodeInfo, id uint64, req *device.
 		if v.lowest < below {
 			return true, nil
 		}
-		verdict, known := v.memo.verdict(id)
-		if !known {
-			verdict = placement.Check(&v.node, req, opts)
-			v.memo.putVerdict(id, verdict)
-		}
+		verdict := v.verdict(id, req, opts)
 		if verdict.Fits {
 			return true, nil
 		}

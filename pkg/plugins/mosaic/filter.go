@@ -31,16 +31,11 @@ func (p *Mosaic) filter(_ context.Context, state fwk.CycleState, pod *v1.Pod, no
 	if status != nil {
 		return status
 	}
-	verdict, known := placement.Verdict{}, false
-	own := node == &v.node && s.id != 0 // not adjusted: the view's answers hold
-	if own {
-		verdict, known = v.memo.verdict(s.id)
-	}
-	if !known {
+	var verdict placement.Verdict
+	if node == &v.node && s.id != 0 { // not adjusted: the view's answers hold
+		verdict = v.verdict(s.id, s.req, p.placeOpts)
+	} else {
 		verdict = placement.Check(node, s.req, p.placeOpts)
-		if own {
-			v.memo.putVerdict(s.id, verdict)
-		}
 	}
 	if verdict.Fits {
 		return nil

@@ -101,6 +101,17 @@ func (m *answers) add(id uint64, a answer) {
 	m.ids[i], m.list[i] = id, a
 }
 
+// verdict is placement.Check of the request numbered id on the view as it
+// is, from the memo or placed and remembered.
+func (v *nodeView) verdict(id uint64, req *device.PodRequest, opts placement.Options) placement.Verdict {
+	if verdict, known := v.memo.verdict(id); known {
+		return verdict
+	}
+	verdict := placement.Check(&v.node, req, opts)
+	v.memo.putVerdict(id, verdict)
+	return verdict
+}
+
 // requestIDs numbers the distinct request keys, so that a memo compares
 // numbers, not strings. Numbers are never reused: when the table has
 // grown past its bound it starts afresh, and the views' answers under the

@@ -27,8 +27,9 @@ func (p *Mosaic) score(_ context.Context, state fwk.CycleState, _ *v1.Pod, nodeI
 	if err != nil {
 		return 0, fwk.AsStatus(err)
 	}
-	name := nodeInfo.Node().Name
-	v := p.cache.viewOf(nodeInfo.Node())
+	obj := nodeInfo.Node()
+	name := obj.Name
+	v := p.cache.viewOf(obj)
 	node, status := s.node(v, name, nodeInfo)
 	if status != nil {
 		return 0, nil
