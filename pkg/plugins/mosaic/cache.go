@@ -5,6 +5,7 @@ import (
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 
 	v1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -37,9 +38,13 @@ type usageCache struct {
 	nodes    map[string]*nodeEntry
 	// views holds each node's current view, for nodeView; byObject the
 	// same by the Node object the informer handed over last (viewOf).
-	views    map[string]*nodeView
-	byObject map[*v1.Node]*nodeView
-	pods     map[types.UID]*podEntry
+	views    map[string]viewRef
+	byObject map[*v1.Node]viewRef
+	// scores holds, by node entry, the score Filter left for Score
+	// (scores.go). It is replaced, never grown in place, so that Filter
+	// writes it without the lock.
+	scores atomic.Pointer[[]uint64]
+	pods   map[types.UID]*podEntry
 	// gone holds the resourceVersion at which a queueing hint removed a
 	// pod that the informer handler has not seen leave yet: the handler's
 	// older events of that pod are stale. The handler's delete clears it.
@@ -66,8 +71,20 @@ type nodeEntry struct {
 	awaiting map[types.UID]bool
 	// pods are the pods bound or assumed here (holders.go).
 	pods map[types.UID]*podEntry
-	// view is the above as Filter and Score read it (also in views).
+	// view is the above as Filter and Score read it (also in views);
+	// gen counts the views published, slot is the entry's in scores.
 	view *nodeView
+	gen  uint32
+	slot int32
+}
+
+// viewRef is how the maps hold a view: with the node's slot among the
+// scores and the view's generation, which Score reads without reading
+// the view itself.
+type viewRef struct {
+	v    *nodeView
+	gen  uint32
+	slot int32
 }
 
 // nodeView is one node's cards with their usage, built whenever the node
@@ -123,9 +140,11 @@ func (c *usageCache) publishLocked(n *nodeEntry) {
 		}
 	}
 	n.view = v
-	c.views[n.name] = v
+	n.gen++
+	ref := viewRef{v: v, gen: n.gen, slot: n.slot}
+	c.views[n.name] = ref
 	if n.obj != nil {
-		c.byObject[n.obj] = v
+		c.byObject[n.obj] = ref
 	}
 }
 
@@ -141,7 +160,7 @@ type podEntry struct {
 }
 
 func newUsageCache(defaults device.NodeConfig) *usageCache {
-	return &usageCache{defaults: defaults, nodes: map[string]*nodeEntry{}, views: map[string]*nodeView{}, byObject: map[*v1.Node]*nodeView{}, pods: map[types.UID]*podEntry{}, gone: map[types.UID]string{}}
+	return &usageCache{defaults: defaults, nodes: map[string]*nodeEntry{}, views: map[string]viewRef{}, byObject: map[*v1.Node]viewRef{}, pods: map[types.UID]*podEntry{}, gone: map[types.UID]string{}}
 }
 
 // compareRV orders two resourceVersions of one object; ok is false when
@@ -162,8 +181,9 @@ func stale(rv, have string) bool {
 func (c *usageCache) node(name string) *nodeEntry {
 	n := c.nodes[name]
 	if n == nil {
-		n = &nodeEntry{name: name, used: map[string]device.Usage{}, awaiting: map[types.UID]bool{}, pods: map[types.UID]*podEntry{}}
+		n = &nodeEntry{name: name, used: map[string]device.Usage{}, awaiting: map[types.UID]bool{}, pods: map[types.UID]*podEntry{}, slot: int32(len(c.nodes))}
 		c.nodes[name] = n
+		c.growScoresLocked()
 		c.publishLocked(n)
 	}
 	return n
@@ -184,7 +204,7 @@ func (c *usageCache) setNode(logger klog.Logger, node *v1.Node) {
 	if n.obj != node {
 		delete(c.byObject, n.obj)
 		n.obj = node
-		c.byObject[node] = n.view
+		c.byObject[node] = c.views[n.name]
 	}
 	if n.raw == raw && (n.inv != nil || n.err != nil || raw == "") {
 		return
@@ -396,7 +416,7 @@ func (c *usageCache) footprint(uid types.UID) (string, map[string]device.Usage, 
 // has no cards.
 func (c *usageCache) nodeView(name string) *nodeView {
 	c.mu.RLock()
-	v := c.views[name]
+	v := c.views[name].v
 	c.mu.RUnlock()
 	if v == nil {
 		return &noCards
@@ -410,17 +430,17 @@ func (c *usageCache) nodeView(name string) *nodeView {
 // reading the name's bytes, which at 1,000 nodes cost more than the
 // rest of Filter; a NodeInfo holding another object (an update one of
 // them has not seen yet) is looked up by name.
-func (c *usageCache) viewOf(node *v1.Node) *nodeView {
+func (c *usageCache) viewOf(node *v1.Node) viewRef {
 	c.mu.RLock()
-	v := c.byObject[node]
-	if v == nil {
-		v = c.views[node.Name]
+	ref, ok := c.byObject[node]
+	if !ok {
+		ref, ok = c.views[node.Name]
 	}
 	c.mu.RUnlock()
-	if v == nil {
-		return &noCards
+	if !ok {
+		return viewRef{v: &noCards, slot: -1}
 	}
-	return v
+	return ref
 }
 
 // fitsSomewhere reports whether the cards of one of nodes fit the request
@@ -431,7 +451,7 @@ func (c *usageCache) viewOf(node *v1.Node) *nodeView {
 func (c *usageCache) fitsSomewhere(nodes []fwk.NodeInfo, id uint64, req *device.PodRequest, opts placement.Options, below int32) (bool, map[string]int) {
 	refusals := map[string]int{}
 	for _, ni := range nodes {
-		v := c.viewOf(ni.Node())
+		v := c.viewOf(ni.Node()).v
 		if v.err != nil {
 			refusals["node device inventory is invalid"]++
 			continue

@@ -362,7 +362,7 @@ func TestViewOfNodeObjects(t *testing.T) {
 	unseen := second.DeepCopy()
 	unseen.ResourceVersion = "3"
 	for name, obj := range map[string]*v1.Node{"last given": second, "given before": first, "never given": unseen} {
-		if got := c.viewOf(obj); got != cur {
+		if got := c.viewOf(obj); got.v != cur || got != c.views["n"] {
 			t.Errorf("%s object: another view than the node's current one", name)
 		}
 	}
@@ -370,8 +370,8 @@ func TestViewOfNodeObjects(t *testing.T) {
 		t.Errorf("objects kept: %d (the replaced one: %v), want one per node", len(c.byObject), ok)
 	}
 	c.deleteNode(second)
-	if len(c.byObject) != 1 || len(c.viewOf(second).node.Cards) != 0 {
-		t.Errorf("after the node's delete: %d objects kept, %d cards seen", len(c.byObject), len(c.viewOf(second).node.Cards))
+	if len(c.byObject) != 1 || len(c.viewOf(second).v.node.Cards) != 0 {
+		t.Errorf("after the node's delete: %d objects kept, %d cards seen", len(c.byObject), len(c.viewOf(second).v.node.Cards))
 	}
 }
 

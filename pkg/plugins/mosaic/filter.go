@@ -23,7 +23,8 @@ func (p *Mosaic) filter(_ context.Context, state fwk.CycleState, pod *v1.Pod, no
 	}
 	obj := nodeInfo.Node()
 	name := obj.Name
-	v := p.cache.viewOf(obj)
+	ref := p.cache.viewOf(obj)
+	v := ref.v
 	if v.handoutBusy(pod.UID) {
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, placement.ReasonHandoutBusy)
 	}
@@ -31,13 +32,17 @@ func (p *Mosaic) filter(_ context.Context, state fwk.CycleState, pod *v1.Pod, no
 	if status != nil {
 		return status
 	}
+	own := node == &v.node && s.id != 0 // not adjusted: the view's answers hold
 	var verdict placement.Verdict
-	if node == &v.node && s.id != 0 { // not adjusted: the view's answers hold
+	if own {
 		verdict = v.verdict(s.id, s.req, p.placeOpts)
 	} else {
 		verdict = placement.Check(node, s.req, p.placeOpts)
 	}
 	if verdict.Fits {
+		if own {
+			p.cache.leaveScore(ref, s.stamp, v.score(s.id, s.req, p.placeOpts, s.policy))
+		}
 		return nil
 	}
 	code := fwk.Unschedulable

@@ -3,6 +3,7 @@ package mosaic
 import (
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/mosaic-gpu/mosaic/pkg/device"
 	"github.com/mosaic-gpu/mosaic/pkg/placement"
@@ -21,51 +22,64 @@ import (
 // several kinds of pods arriving interleaved.
 const memoSize = 16
 
-type answer struct {
-	verdict placement.Verdict
-	score   int64
-	scored  bool
-}
+// An answer is packed in one word, so that finding it reads the memo's
+// 128 bytes and nothing else, without a lock: the request's number in
+// the top 40 bits, then what is known of it, then the score. 0 is no
+// answer (requests are numbered from 1).
+const (
+	answerKnown        = 1 << 16 // the verdict is known
+	answerFits         = 1 << 17
+	answerUnresolvable = 1 << 18
+	answerScored       = 1 << 19 // the low 16 bits hold the score
+	answerIDShift      = 24
+	answerScoreMask    = 1<<16 - 1
+)
 
 // answers is a view's memo, kept inline with the view and found by the
-// request's number (requestID): a Filter or Score that finds its answer
-// reads the view's first cache lines and nothing else of the node. Filter
-// and Score of one cycle visit each node from one goroutine, but
-// preemption's and the next cycle's may overlap the last: a mutex,
-// uncontended, keeps it simple.
+// request's number (requestID). A node that fits, the answer asked of
+// nearly every node, is read from the words alone; a refusal's reasons,
+// which only a node that does not fit needs, are kept beside them and
+// read under the mutex that every writer holds, so a reader never pairs
+// one answer's word with another's reasons. Filter and Score of one cycle
+// visit each node from one goroutine, but preemption's and the next
+// cycle's may overlap the last.
 type answers struct {
-	mu   sync.Mutex
-	n    int // entries in use
-	next int // the entry to replace once all are
-	ids  [memoSize]uint64
-	list [memoSize]answer
+	words   [memoSize]atomic.Uint64
+	mu      sync.Mutex
+	next    int // the entry to replace once all are in use
+	reasons [memoSize][]string
 }
 
-func (m *answers) find(id uint64) int {
-	for i := range m.n {
-		if m.ids[i] == id {
-			return i
+func (m *answers) find(id uint64) (uint64, int) {
+	for i := range m.words {
+		if w := m.words[i].Load(); w>>answerIDShift == id {
+			return w, i
 		}
 	}
-	return -1
+	return 0, -1
 }
 
 // verdict returns Filter's remembered verdict for the request.
 func (m *answers) verdict(id uint64) (placement.Verdict, bool) {
+	w, i := m.find(id)
+	switch {
+	case i < 0 || w&answerKnown == 0:
+		return placement.Verdict{}, false
+	case w&answerFits != 0:
+		return placement.Verdict{Fits: true}, true
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if i := m.find(id); i >= 0 {
-		return m.list[i].verdict, true
+	if w, i = m.find(id); i < 0 || w&answerKnown == 0 {
+		return placement.Verdict{}, false // replaced meanwhile
 	}
-	return placement.Verdict{}, false
+	return placement.Verdict{Fits: w&answerFits != 0, Unresolvable: w&answerUnresolvable != 0, Reasons: m.reasons[i]}, true
 }
 
 // score returns Score's remembered score for the request.
 func (m *answers) score(id uint64) (int64, bool) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if i := m.find(id); i >= 0 && m.list[i].scored {
-		return m.list[i].score, true
+	if w, i := m.find(id); i >= 0 && w&answerScored != 0 {
+		return int64(w & answerScoreMask), true
 	}
 	return 0, false
 }
@@ -73,32 +87,49 @@ func (m *answers) score(id uint64) (int64, bool) {
 func (m *answers) putVerdict(id uint64, v placement.Verdict) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if i := m.find(id); i >= 0 {
-		m.list[i].verdict = v
-		return
+	w, i := m.find(id)
+	if i < 0 {
+		w, i = id<<answerIDShift, m.free()
 	}
-	m.add(id, answer{verdict: v})
+	w &^= answerFits | answerUnresolvable
+	w |= answerKnown
+	if v.Fits {
+		w |= answerFits
+	}
+	if v.Unresolvable {
+		w |= answerUnresolvable
+	}
+	m.reasons[i] = v.Reasons
+	m.words[i].Store(w)
 }
 
 // putScore records a score; a score is only asked of a node that fits.
+// A score outside the framework's range is not remembered.
 func (m *answers) putScore(id uint64, score int64) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if i := m.find(id); i >= 0 {
-		m.list[i].score, m.list[i].scored = score, true
+	if score < 0 || score > answerScoreMask {
 		return
 	}
-	m.add(id, answer{verdict: placement.Verdict{Fits: true}, score: score, scored: true})
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	w, i := m.find(id)
+	if i < 0 {
+		w, i = id<<answerIDShift|answerKnown|answerFits, m.free()
+		m.reasons[i] = nil
+	}
+	m.words[i].Store(w&^answerScoreMask | answerScored | uint64(score))
 }
 
-func (m *answers) add(id uint64, a answer) {
-	i := m.n
-	if m.n < memoSize {
-		m.n++
-	} else {
-		i, m.next = m.next, (m.next+1)%memoSize
+// free picks the entry for a new answer: an unused one, or the oldest.
+// The caller holds mu.
+func (m *answers) free() int {
+	for i := range m.words {
+		if m.words[i].Load() == 0 {
+			return i
+		}
 	}
-	m.ids[i], m.list[i] = id, a
+	i := m.next
+	m.next = (m.next + 1) % memoSize
+	return i
 }
 
 // verdict is placement.Check of the request numbered id on the view as it
@@ -110,6 +141,17 @@ func (v *nodeView) verdict(id uint64, req *device.PodRequest, opts placement.Opt
 	verdict := placement.Check(&v.node, req, opts)
 	v.memo.putVerdict(id, verdict)
 	return verdict
+}
+
+// score is placement.ScoreFit of the request numbered id on the view as
+// it is, under the node policy, from the memo or scored and remembered.
+func (v *nodeView) score(id uint64, req *device.PodRequest, opts placement.Options, policy device.Policy) int64 {
+	if score, known := v.memo.score(id); known {
+		return score
+	}
+	score, _ := placement.ScoreFit(&v.node, req, opts, policy)
+	v.memo.putScore(id, score)
+	return score
 }
 
 // requestIDs numbers the distinct request keys, so that a memo compares
@@ -126,6 +168,9 @@ var requestIDs = struct {
 // cluster has pending at once.
 const maxRequestIDs = 4096
 
+// maxRequestID is the largest number an answer's word holds.
+const maxRequestID = 1<<(64-answerIDShift) - 1
+
 func requestID(key string) uint64 {
 	requestIDs.Lock()
 	defer requestIDs.Unlock()
@@ -134,6 +179,9 @@ func requestID(key string) uint64 {
 	}
 	if len(requestIDs.ids) >= maxRequestIDs {
 		requestIDs.ids = map[string]uint64{}
+	}
+	if requestIDs.last == maxRequestID {
+		return 0 // numbers are spent (after years of new keys): remember nothing
 	}
 	requestIDs.last++
 	requestIDs.ids[key] = requestIDs.last

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"sync"
 	"testing"
 
 	v1 "k8s.io/api/core/v1"
@@ -176,8 +177,14 @@ func TestMemoBound(t *testing.T) {
 		m.putVerdict(i+1, placement.Verdict{Fits: i%2 == 0})
 		m.putScore(i+1, int64(i))
 	}
-	if m.n != memoSize {
-		t.Fatalf("%d answers kept, bound %d", m.n, memoSize)
+	kept := 0
+	for i := range m.words {
+		if m.words[i].Load() != 0 {
+			kept++
+		}
+	}
+	if kept != memoSize {
+		t.Fatalf("%d answers kept, bound %d", kept, memoSize)
 	}
 	if _, ok := m.verdict(1); ok {
 		t.Error("the oldest answer is still there")
@@ -211,3 +218,38 @@ func TestRequestIDs(t *testing.T) {
 }
 
 var _ fwk.FilterPlugin = (*Mosaic)(nil)
+
+// A refusal read while other answers replace it carries its own reasons,
+// never another answer's: writers cycle through more requests than the
+// memo holds while readers ask for each.
+func TestMemoReasonsMatchTheirAnswer(t *testing.T) {
+	var m answers
+	const ids = 4 * memoSize
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for w := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			for i := range 2000 {
+				id := uint64((i*7+w)%ids + 1)
+				if w%2 == 0 {
+					m.putVerdict(id, placement.Verdict{Reasons: []string{fmt.Sprint(id)}, Unresolvable: id%2 == 0})
+					continue
+				}
+				if v, ok := m.verdict(id); ok && (v.Fits || len(v.Reasons) != 1 || v.Reasons[0] != fmt.Sprint(id) || v.Unresolvable != (id%2 == 0)) {
+					errs <- fmt.Sprintf("request %d read as %+v", id, v)
+					return
+				}
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
+	}
+}

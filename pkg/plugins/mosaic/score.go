@@ -18,10 +18,11 @@ func (p *Mosaic) PreScore(_ context.Context, state fwk.CycleState, _ *v1.Pod, _ 
 }
 
 // score rates a node by the node policy: binpack prefers the node whose
-// cards are fullest after placing the pod, spread the emptiest. Like
-// Filter it reads the node's view and allocates nothing; it scores the
-// cards Place would choose, recomputed (which costs less than keeping
-// Filter's choice for every node), or the view's memo of it.
+// cards are fullest after placing the pod, spread the emptiest. It scores
+// the cards Place would choose, recomputed (which costs less than keeping
+// Filter's choice for every node): the score this cycle's Filter left for
+// the node's view (scores.go), else the view's memo of it, else placed.
+// Like Filter it allocates nothing.
 func (p *Mosaic) score(_ context.Context, state fwk.CycleState, _ *v1.Pod, nodeInfo fwk.NodeInfo) (int64, *fwk.Status) {
 	s, err := getState(state)
 	if err != nil {
@@ -29,25 +30,21 @@ func (p *Mosaic) score(_ context.Context, state fwk.CycleState, _ *v1.Pod, nodeI
 	}
 	obj := nodeInfo.Node()
 	name := obj.Name
-	v := p.cache.viewOf(obj)
+	_, adjusted := s.added[name]
+	if _, gone := s.removed[name]; !adjusted && !gone && !s.group {
+		if score, ok := p.cache.filterScore(obj, s.stamp); ok {
+			return score, nil
+		}
+	}
+	v := p.cache.viewOf(obj).v
 	node, status := s.node(v, name, nodeInfo)
 	if status != nil {
 		return 0, nil
 	}
-	own := node == &v.node && s.id != 0
-	if own {
-		if score, ok := v.memo.score(s.id); ok {
-			return score, nil
-		}
+	if node == &v.node && s.id != 0 {
+		return v.score(s.id, s.req, p.placeOpts, s.policy), nil
 	}
-	policy := p.args.NodePolicy
-	if s.req.NodePolicy != "" {
-		policy = s.req.NodePolicy
-	}
-	score, _ := placement.ScoreFit(node, s.req, p.placeOpts, policy)
-	if own {
-		v.memo.putScore(s.id, score)
-	}
+	score, _ := placement.ScoreFit(node, s.req, p.placeOpts, s.policy)
 	return score, nil
 }
 

@@ -18,6 +18,11 @@ type cycleState struct {
 	// id numbers the request and the policies for the views' memos
 	// (memo.go); 0 remembers nothing.
 	id uint64
+	// policy is the node policy Score rates nodes by.
+	policy device.Policy
+	// stamp marks the scores this cycle's Filter leaves for its Score
+	// (scores.go).
+	stamp uint32
 	// added and removed hold, per node, the footprints of the pods that
 	// preemption's AddPod/RemovePod moved in or out. Clone copies them.
 	added, removed map[string]map[string]device.Usage
