@@ -40,11 +40,9 @@ type usageCache struct {
 	// same by the Node object the informer handed over last (viewOf).
 	views    map[string]viewRef
 	byObject map[*v1.Node]viewRef
-	// scores holds, by node entry, the score Filter left for Score
-	// (scores.go). It is replaced, never grown in place, so that Filter
-	// writes it without the lock.
-	scores atomic.Pointer[[]uint64]
-	pods   map[types.UID]*podEntry
+	// fits holds every node's known fits, by the entry's slot (fits.go).
+	fits atomic.Pointer[fitsTable]
+	pods map[types.UID]*podEntry
 	// gone holds the resourceVersion at which a queueing hint removed a
 	// pod that the informer handler has not seen leave yet: the handler's
 	// older events of that pod are stale. The handler's delete clears it.
@@ -72,19 +70,22 @@ type nodeEntry struct {
 	// pods are the pods bound or assumed here (holders.go).
 	pods map[types.UID]*podEntry
 	// view is the above as Filter and Score read it (also in views);
-	// gen counts the views published, slot is the entry's in scores.
+	// gen counts the views published, slot is the entry's in fits.
 	view *nodeView
 	gen  uint32
 	slot int32
 }
 
-// viewRef is how the maps hold a view: with the node's slot among the
-// scores and the view's generation, which Score reads without reading
-// the view itself.
+// viewRef is how the maps hold a view: with the node's slot in the
+// known fits and the view's generation, and whether the view passes any
+// pod its cards fit (a valid inventory, no hand-out pending: see
+// handoutBusy), which
+// Filter and Score read without reading the view (fits.go).
 type viewRef struct {
-	v    *nodeView
-	gen  uint32
-	slot int32
+	v     *nodeView
+	gen   uint32
+	slot  int32
+	quick bool
 }
 
 // nodeView is one node's cards with their usage, built whenever the node
@@ -141,7 +142,8 @@ func (c *usageCache) publishLocked(n *nodeEntry) {
 	}
 	n.view = v
 	n.gen++
-	ref := viewRef{v: v, gen: n.gen, slot: n.slot}
+	c.clearFitsLocked(n.slot)
+	ref := viewRef{v: v, gen: n.gen, slot: n.slot, quick: v.err == nil && (!v.handout || v.awaiting == 0)}
 	c.views[n.name] = ref
 	if n.obj != nil {
 		c.byObject[n.obj] = ref
@@ -183,7 +185,7 @@ func (c *usageCache) node(name string) *nodeEntry {
 	if n == nil {
 		n = &nodeEntry{name: name, used: map[string]device.Usage{}, awaiting: map[types.UID]bool{}, pods: map[types.UID]*podEntry{}, slot: int32(len(c.nodes))}
 		c.nodes[name] = n
-		c.growScoresLocked()
+		c.growFitsLocked()
 		c.publishLocked(n)
 	}
 	return n

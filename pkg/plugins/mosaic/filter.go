@@ -24,6 +24,11 @@ func (p *Mosaic) filter(_ context.Context, state fwk.CycleState, pod *v1.Pod, no
 	obj := nodeInfo.Node()
 	name := obj.Name
 	ref := p.cache.viewOf(obj)
+	if ref.quick && s.unadjusted(name) {
+		if _, ok := p.cache.knownFit(ref, s.id); ok {
+			return nil
+		}
+	}
 	v := ref.v
 	if v.handoutBusy(pod.UID) {
 		return fwk.NewStatus(fwk.UnschedulableAndUnresolvable, placement.ReasonHandoutBusy)
@@ -40,8 +45,8 @@ func (p *Mosaic) filter(_ context.Context, state fwk.CycleState, pod *v1.Pod, no
 		verdict = placement.Check(node, s.req, p.placeOpts)
 	}
 	if verdict.Fits {
-		if own {
-			p.cache.leaveScore(ref, s.stamp, v.score(s.id, s.req, p.placeOpts, s.policy))
+		if own && ref.quick {
+			p.cache.rememberFit(ref, s.id, v.score(s.id, s.req, p.placeOpts, s.policy))
 		}
 		return nil
 	}
@@ -50,6 +55,12 @@ func (p *Mosaic) filter(_ context.Context, state fwk.CycleState, pod *v1.Pod, no
 		code = fwk.UnschedulableAndUnresolvable
 	}
 	return fwk.NewStatus(code, verdict.Reasons...)
+}
+
+// unadjusted says that the cycle sees the node's cards as the cache holds
+// them, as node would return them, without reading the view.
+func (s *cycleState) unadjusted(name string) bool {
+	return !s.group && len(s.added[name]) == 0 && len(s.removed[name]) == 0
 }
 
 // node is the node's cards under this cycle's adjustments; in a pod-group

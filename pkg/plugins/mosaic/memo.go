@@ -24,15 +24,15 @@ const memoSize = 16
 
 // An answer is packed in one word, so that finding it reads the memo's
 // 128 bytes and nothing else, without a lock: the request's number in
-// the top 40 bits, then what is known of it, then the score. 0 is no
-// answer (requests are numbered from 1).
+// the top 48 bits, then what is known of it, then the score (0..100).
+// 0 is no answer (requests are numbered from 1).
 const (
-	answerKnown        = 1 << 16 // the verdict is known
-	answerFits         = 1 << 17
-	answerUnresolvable = 1 << 18
-	answerScored       = 1 << 19 // the low 16 bits hold the score
-	answerIDShift      = 24
-	answerScoreMask    = 1<<16 - 1
+	answerKnown        = 1 << 8 // the verdict is known
+	answerFits         = 1 << 9
+	answerUnresolvable = 1 << 10
+	answerScored       = 1 << 11 // the low 8 bits hold the score
+	answerIDShift      = 16
+	answerScoreMask    = 1<<8 - 1
 )
 
 // answers is a view's memo, kept inline with the view and found by the
@@ -168,8 +168,10 @@ var requestIDs = struct {
 // cluster has pending at once.
 const maxRequestIDs = 4096
 
-// maxRequestID is the largest number an answer's word holds.
-const maxRequestID = 1<<(64-answerIDShift) - 1
+// maxRequestID is the largest number the memo's and the known fits'
+// words hold (48 bits, fits.go): at a thousand new request keys a
+// second, thousands of years of them.
+const maxRequestID = 1<<48 - 1
 
 func requestID(key string) uint64 {
 	requestIDs.Lock()

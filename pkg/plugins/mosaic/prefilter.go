@@ -47,7 +47,6 @@ func (p *Mosaic) preFilter(ctx context.Context, state fwk.CycleState, pod *v1.Po
 		req:     req,
 		id:      requestID(requestKey(req, p.placeOpts, policy)),
 		policy:  policy,
-		stamp:   nextStamp(),
 		added:   map[string]map[string]device.Usage{},
 		removed: map[string]map[string]device.Usage{},
 		group:   state.IsPodGroupSchedulingCycle(),

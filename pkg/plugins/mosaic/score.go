@@ -20,8 +20,8 @@ func (p *Mosaic) PreScore(_ context.Context, state fwk.CycleState, _ *v1.Pod, _ 
 // score rates a node by the node policy: binpack prefers the node whose
 // cards are fullest after placing the pod, spread the emptiest. It scores
 // the cards Place would choose, recomputed (which costs less than keeping
-// Filter's choice for every node): the score this cycle's Filter left for
-// the node's view (scores.go), else the view's memo of it, else placed.
+// Filter's choice for every node): the score Filter remembered with the
+// node's fit (fits.go), else the view's memo of it, else placed.
 // Like Filter it allocates nothing.
 func (p *Mosaic) score(_ context.Context, state fwk.CycleState, _ *v1.Pod, nodeInfo fwk.NodeInfo) (int64, *fwk.Status) {
 	s, err := getState(state)
@@ -30,13 +30,13 @@ func (p *Mosaic) score(_ context.Context, state fwk.CycleState, _ *v1.Pod, nodeI
 	}
 	obj := nodeInfo.Node()
 	name := obj.Name
-	_, adjusted := s.added[name]
-	if _, gone := s.removed[name]; !adjusted && !gone && !s.group {
-		if score, ok := p.cache.filterScore(obj, s.stamp); ok {
+	ref := p.cache.viewOf(obj)
+	if ref.quick && s.unadjusted(name) {
+		if score, ok := p.cache.knownFit(ref, s.id); ok {
 			return score, nil
 		}
 	}
-	v := p.cache.viewOf(obj).v
+	v := ref.v
 	node, status := s.node(v, name, nodeInfo)
 	if status != nil {
 		return 0, nil

@@ -20,9 +20,6 @@ type cycleState struct {
 	id uint64
 	// policy is the node policy Score rates nodes by.
 	policy device.Policy
-	// stamp marks the scores this cycle's Filter leaves for its Score
-	// (scores.go).
-	stamp uint32
 	// added and removed hold, per node, the footprints of the pods that
 	// preemption's AddPod/RemovePod moved in or out. Clone copies them.
 	added, removed map[string]map[string]device.Usage
