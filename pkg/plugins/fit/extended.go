@@ -18,6 +18,7 @@ type extendedState struct {
 
 type want struct {
 	name   v1.ResourceName
+	number int // among the resources kept per node (allocatable.go)
 	qty    int64
 	reason string // the stock Filter's, built once
 	// dra: DRA has a device class for the resource, so a node that does
@@ -31,14 +32,13 @@ func (s *extendedState) Clone() fwk.StateData { return s }
 // the node cannot give, exactly as the stock Filter reports them: reason
 // "Insufficient <name>", unresolvable when the node's allocatable amount
 // is below the request.
-func (s *extendedState) filter(status *fwk.Status, nodeInfo fwk.NodeInfo) *fwk.Status {
+func (s *extendedState) filter(status *fwk.Status, allocatable *allocatables, nodeInfo fwk.NodeInfo) *fwk.Status {
 	var reasons []string
 	unresolvable := false
-	allocatable := nodeInfo.GetAllocatable().GetScalarResources()
 	requested := nodeInfo.GetRequested().GetScalarResources()
 	for i := range s.wants {
 		w := &s.wants[i]
-		have := allocatable[w.name]
+		have := allocatable.of(nodeInfo, w.name, w.number)
 		if have == 0 && w.dra {
 			continue
 		}

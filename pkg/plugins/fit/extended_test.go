@@ -141,15 +141,15 @@ func sameReasons(a, b []string) bool {
 // advertise it, and checked on one that does.
 func TestFilterLeavesDRAResources(t *testing.T) {
 	s := &extendedState{wants: []want{{name: "example.com/dra", qty: 2, reason: "Insufficient example.com/dra", dra: true}}}
-	if st := s.filter(nil, node(list("cpu", 1))); !st.IsSuccess() {
+	if st := s.filter(nil, &allocatables{}, node(list("cpu", 1))); !st.IsSuccess() {
 		t.Errorf("node without the resource: %v, want it left to DRA", st)
 	}
-	st := s.filter(nil, node(list("example.com/dra", 3), list("example.com/dra", 2)))
+	st := s.filter(nil, &allocatables{}, node(list("example.com/dra", 3), list("example.com/dra", 2)))
 	if st.Code() != fwk.Unschedulable || !slices.Equal(reasons(st), []string{"Insufficient example.com/dra"}) {
 		t.Errorf("node advertising 3 with 2 held: %v %q", st.Code(), reasons(st))
 	}
 	s.wants[0].dra = false
-	if st := s.filter(nil, node(list("cpu", 1))); st.Code() != fwk.UnschedulableAndUnresolvable {
+	if st := s.filter(nil, &allocatables{}, node(list("cpu", 1))); st.Code() != fwk.UnschedulableAndUnresolvable {
 		t.Errorf("without DRA, a node without the resource: %v, want unresolvable", st)
 	}
 }

@@ -12,7 +12,9 @@
 // gives the stock plugin the pod without any extended resource, and keeps
 // the ones not ignored, with whether DRA could serve each, for its Filter
 // to compare with the node's allocatable and requested amounts as the
-// stock Filter does (same reasons, same codes). Score, queueing hints and
+// stock Filter does (same reasons, same codes), reading the allocatable
+// amounts from a small table kept per Node object (allocatable.go)
+// rather than from each node's map. Score, queueing hints and
 // signatures are upstream's, and a pod without extended resources is not
 // copied. A pod already bound to the node (preemption after an in-place
 // resize) takes the stock path whole: its requests there are the stock
@@ -52,6 +54,7 @@ type Plugin struct {
 	fts           feature.Features
 	ignored       sets.Set[string]
 	ignoredGroups sets.Set[string]
+	allocatable   allocatables
 }
 
 var (
@@ -112,6 +115,7 @@ func (p *Plugin) PreFilter(ctx context.Context, state fwk.CycleState, pod *v1.Po
 		return p.Fit.PreFilter(ctx, state, p.withoutIgnored(pod), nodes)
 	}
 	stripped := p.withoutExtended(pod)
+	p.allocatable.live.Store(int64(len(nodes)))
 	if stripped != pod {
 		state.Write(extendedKey, p.extendedWants(p.withoutIgnored(pod)))
 	}
@@ -129,7 +133,7 @@ func (p *Plugin) Filter(ctx context.Context, state fwk.CycleState, pod *v1.Pod, 
 	if status.Code() == fwk.Error {
 		return status
 	}
-	return d.(*extendedState).filter(status, nodeInfo)
+	return d.(*extendedState).filter(status, &p.allocatable, nodeInfo)
 }
 
 // ignores says whether the stock Filter skips the resource: an extended
@@ -238,7 +242,8 @@ func (p *Plugin) extendedWants(pod *v1.Pod) *extendedState {
 		if !v1helper.IsExtendedResourceName(name) || q.Value() == 0 {
 			continue
 		}
-		w := want{name: name, qty: q.Value(), reason: fmt.Sprintf("Insufficient %v", name)}
+		w := want{qty: q.Value(), reason: fmt.Sprintf("Insufficient %v", name)}
+		w.number, w.name = p.allocatable.number(name)
 		w.dra = resolver != nil && resolver.GetDeviceClass(name) != nil
 		s.wants = append(s.wants, w)
 	}
