@@ -92,13 +92,13 @@ profiles:
     # NodeResourcesFit with the resources it ignores dropped once per pod
     # rather than checked on every node (docs/performance.md).
     multiPoint:
-      enabled: [{name: MosaicNodeResourcesFit, weight: 1}]
+      enabled: [{name: MosaicNodeResourcesFit, weight: 1}, {name: Mosaic}]
       disabled: [{name: NodeResourcesFit}]
-    preFilter: {enabled: [{name: Mosaic}]}
-    filter: {enabled: [{name: Mosaic}]}
-    preScore: {enabled: [{name: Mosaic}]}
+    # Mosaic's Filter right after those whose refusals preemption cannot
+    # lift, the others in the stock order (docs/performance.md).
+    filter:
+      enabled: [{name: NodeName}, {name: NodeUnschedulable}, {name: TaintToleration}, {name: NodeAffinity}, {name: Mosaic}, {name: NodePorts}, {name: MosaicNodeResourcesFit}]
     score: {enabled: [{name: Mosaic, weight: 10}]}
-    reserve: {enabled: [{name: Mosaic}]}
     bind:
       disabled: [{name: "*"}]
       enabled: [{name: Mosaic}, {name: DefaultBinder}]
