@@ -42,7 +42,9 @@ type usageCache struct {
 	byObject map[*v1.Node]viewRef
 	// fits holds every node's known fits, by the entry's slot (fits.go).
 	fits atomic.Pointer[fitsTable]
-	pods map[types.UID]*podEntry
+	// refusals numbers the refusals the table's words name (refusals.go).
+	refusals refusals
+	pods     map[types.UID]*podEntry
 	// gone holds the resourceVersion at which a queueing hint removed a
 	// pod that the informer handler has not seen leave yet: the handler's
 	// older events of that pod are stale. The handler's delete clears it.

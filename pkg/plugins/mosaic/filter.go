@@ -15,7 +15,8 @@ import (
 // the cache (no API calls, no lock held across nodes) and, for a node that
 // fits, allocates nothing: placement.Check decides as Place would without
 // building the allocation, which Reserve builds once for the chosen node.
-// A view answers a request it has seen from its memo (memo.go).
+// A view answers a request it has seen from the known-answers table
+// (fits.go) or its memo (memo.go).
 func (p *Mosaic) filter(_ context.Context, state fwk.CycleState, pod *v1.Pod, nodeInfo fwk.NodeInfo) *fwk.Status {
 	s, err := getState(state)
 	if err != nil {
@@ -24,9 +25,13 @@ func (p *Mosaic) filter(_ context.Context, state fwk.CycleState, pod *v1.Pod, no
 	obj := nodeInfo.Node()
 	name := obj.Name
 	ref := p.cache.viewOf(obj)
-	if ref.quick && s.unadjusted(name) {
+	quick := ref.quick && s.unadjusted(name)
+	if quick {
 		if _, ok := p.cache.knownFit(ref, s.id); ok {
 			return nil
+		}
+		if r, ok := p.cache.knownRefusal(ref, s.id); ok {
+			return r.status()
 		}
 	}
 	v := ref.v
@@ -45,10 +50,13 @@ func (p *Mosaic) filter(_ context.Context, state fwk.CycleState, pod *v1.Pod, no
 		verdict = placement.Check(node, s.req, p.placeOpts)
 	}
 	if verdict.Fits {
-		if own && ref.quick {
+		if own && quick {
 			p.cache.rememberFit(ref, s.id, v.score(s.id, s.req, p.placeOpts, s.policy))
 		}
 		return nil
+	}
+	if own && quick {
+		p.cache.rememberRefusal(ref, s.id, verdict)
 	}
 	code := fwk.Unschedulable
 	if verdict.Unresolvable {

@@ -168,10 +168,10 @@ var requestIDs = struct {
 // cluster has pending at once.
 const maxRequestIDs = 4096
 
-// maxRequestID is the largest number the memo's and the known fits'
-// words hold (48 bits, fits.go): at a thousand new request keys a
+// maxRequestID is the largest number the memo's words (48 bits) and the
+// known answers' (47, fits.go) hold: at a thousand new request keys a
 // second, thousands of years of them.
-const maxRequestID = 1<<48 - 1
+const maxRequestID = 1<<47 - 1
 
 func requestID(key string) uint64 {
 	requestIDs.Lock()
