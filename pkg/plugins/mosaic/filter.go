@@ -58,11 +58,7 @@ func (p *Mosaic) filter(_ context.Context, state fwk.CycleState, pod *v1.Pod, no
 	if own && quick {
 		p.cache.rememberRefusal(ref, s.id, verdict)
 	}
-	code := fwk.Unschedulable
-	if verdict.Unresolvable {
-		code = fwk.UnschedulableAndUnresolvable
-	}
-	return fwk.NewStatus(code, verdict.Reasons...)
+	return refusal{unresolvable: verdict.Unresolvable, reasons: verdict.Reasons}.status()
 }
 
 // unadjusted says that the cycle sees the node's cards as the cache holds
