@@ -21,8 +21,8 @@ import (
 // so no pod is ever bound without its cards, and no node-wide lock is
 // needed. Other pods are left to the DefaultBinder.
 func (p *Mosaic) bindPod(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodeName string) *fwk.Status {
-	s, err := getState(state)
-	if err != nil {
+	s := deviceState(state)
+	if s == nil {
 		return fwk.NewStatus(fwk.Skip)
 	}
 	if s.chosen == nil || s.chosen.Node != nodeName {

@@ -52,6 +52,9 @@ type usageCache struct {
 	// waker activates waiting pod groups when the informers see cards
 	// free (groupwake.go).
 	waker groupWaker
+	// pending holds the pods waiting for a node, for the metrics
+	// (pending.go).
+	pending pendingPods
 }
 
 type nodeEntry struct {

@@ -60,6 +60,7 @@ func (c *usageCache) watch(logger klog.Logger, f informers.SharedInformerFactory
 		DeleteFunc: func(obj any) {
 			if pod, ok := unwrap(obj).(*v1.Pod); ok {
 				c.deletePod(pod.UID)
+				c.pending.remove(pod.UID)
 				c.waker.podDeleted(logger, pod)
 			}
 		},
@@ -79,6 +80,7 @@ func (c *usageCache) onNode(logger klog.Logger, obj any) {
 func (c *usageCache) onPod(logger klog.Logger, obj any) {
 	if pod, ok := obj.(*v1.Pod); ok {
 		c.updatePod(logger, pod)
+		c.pending.update(pod)
 	}
 }
 

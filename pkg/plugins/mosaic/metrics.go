@@ -9,13 +9,11 @@ import (
 	"time"
 
 	v1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/component-base/metrics"
 	"k8s.io/component-base/metrics/legacyregistry"
 	"k8s.io/klog/v2"
 	fwk "k8s.io/kube-scheduler/framework"
 
-	"github.com/mosaic-gpu/mosaic/pkg/device"
 	"github.com/mosaic-gpu/mosaic/pkg/placement"
 )
 
@@ -304,29 +302,12 @@ func (c *cacheCollector) CollectWithStability(ch chan<- metrics.Metric) {
 }
 
 // pendingDevicePods counts the pods for this scheduler's Mosaic profiles
-// that ask for devices and are not bound yet.
+// that ask for devices and are not bound yet (pending.go).
 func (s *sharedCache) pendingDevicePods() int {
-	if s.pods == nil {
-		return 0
-	}
 	s.mu.Lock()
 	profiles, opts := s.profiles, s.parseOpts
 	s.mu.Unlock()
-	pods, err := s.pods.List(labels.Everything())
-	if err != nil {
-		return 0
-	}
-	n := 0
-	for _, p := range pods {
-		if p.Spec.NodeName != "" || !profiles[p.Spec.SchedulerName] || p.Status.Phase == v1.PodSucceeded || p.Status.Phase == v1.PodFailed {
-			continue
-		}
-		// An invalid request waits too, with its reason.
-		if req, err := device.ParsePodRequest(p, opts); err != nil || req != nil {
-			n++
-		}
-	}
-	return n
+	return s.cache.pending.count(profiles, opts)
 }
 
 // The extension points, timed and counted; the steps themselves are in
@@ -363,7 +344,7 @@ func (p *Mosaic) Score(ctx context.Context, state fwk.CycleState, pod *v1.Pod, n
 
 // Reserve picks the cards on the chosen node and assumes them (reserve).
 func (p *Mosaic) Reserve(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodeName string) *fwk.Status {
-	if _, err := getState(state); err != nil {
+	if deviceState(state) == nil {
 		return nil // not a device pod
 	}
 	start := time.Now()

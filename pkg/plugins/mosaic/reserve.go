@@ -12,8 +12,8 @@ import (
 // reserve picks the exact cards on the chosen node and records them in the
 // cache as assumed, so the next pods see them taken while this one binds.
 func (p *Mosaic) reserve(ctx context.Context, state fwk.CycleState, pod *v1.Pod, nodeName string) *fwk.Status {
-	s, err := getState(state)
-	if err != nil {
+	s := deviceState(state)
+	if s == nil {
 		return nil // not a device pod
 	}
 	alloc, status := p.place(p.withNominated(s, pod, nodeName), nodeName)
@@ -28,7 +28,7 @@ func (p *Mosaic) reserve(ctx context.Context, state fwk.CycleState, pod *v1.Pod,
 
 // Unreserve rolls back Reserve when a later step fails.
 func (p *Mosaic) Unreserve(_ context.Context, state fwk.CycleState, pod *v1.Pod, _ string) {
-	if s, err := getState(state); err == nil {
+	if s := deviceState(state); s != nil {
 		s.chosen = nil
 		p.cache.forget(pod.UID)
 	}

@@ -11,7 +11,7 @@ import (
 
 // PreScore skips scoring for pods without device requests.
 func (p *Mosaic) PreScore(_ context.Context, state fwk.CycleState, _ *v1.Pod, _ []fwk.NodeInfo) *fwk.Status {
-	if _, err := getState(state); err != nil {
+	if deviceState(state) == nil {
 		return fwk.NewStatus(fwk.Skip)
 	}
 	return nil

@@ -6,7 +6,6 @@ import (
 	"sync"
 
 	"k8s.io/client-go/informers"
-	listersv1 "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/klog/v2"
 
@@ -29,9 +28,8 @@ var schedulerCaches = struct {
 type sharedCache struct {
 	cache  *usageCache
 	synced []cache.InformerSynced
-	// pods, profiles and parseOpts let the metrics count the pods still
-	// waiting for this scheduler's Mosaic profiles.
-	pods      listersv1.PodLister
+	// profiles and parseOpts let the metrics count the pods still waiting
+	// for this scheduler's Mosaic profiles.
 	mu        sync.Mutex
 	profiles  map[string]bool
 	parseOpts device.ParseOptions
@@ -70,7 +68,7 @@ func cacheFor(ctx context.Context, f informers.SharedInformerFactory, profile st
 	if err != nil {
 		return nil, err
 	}
-	s := &sharedCache{cache: c, synced: synced, pods: f.Core().V1().Pods().Lister()}
+	s := &sharedCache{cache: c, synced: synced}
 	schedulerCaches.m[f] = s
 	context.AfterFunc(ctx, func() {
 		schedulerCaches.Lock()

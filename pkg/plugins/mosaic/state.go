@@ -56,6 +56,21 @@ func (s *cycleState) adjust(set map[string]map[string]device.Usage, node string,
 	}
 }
 
+// deviceState is the cycle's device request, nil for a pod without one
+// (PreFilter wrote none). The steps every pod passes through (PreScore,
+// Reserve, Unreserve, Bind) ask it, so the common answer for a plain pod
+// builds no error.
+func deviceState(state fwk.CycleState) *cycleState {
+	d, err := state.Read(stateKey)
+	if err != nil {
+		return nil
+	}
+	s, _ := d.(*cycleState)
+	return s
+}
+
+// getState is the cycle's device request for the steps that only run for a
+// device pod, where its absence is an error.
 func getState(state fwk.CycleState) (*cycleState, error) {
 	d, err := state.Read(stateKey)
 	if err != nil {
