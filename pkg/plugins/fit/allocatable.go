@@ -6,6 +6,8 @@ import (
 
 	v1 "k8s.io/api/core/v1"
 	fwk "k8s.io/kube-scheduler/framework"
+
+	"github.com/mosaic-gpu/mosaic/pkg/plugins/internal/nodeindex"
 )
 
 // allocatables keeps, per Node object, what it makes allocatable of the
@@ -18,20 +20,21 @@ import (
 // nearly every node, and cost as much as the rest of the stock Filter.
 // A NodeInfo's allocatable amounts are a function of its Node object,
 // which the informers never change in place (a new version is a new
-// object), so they are kept here by the object's pointer: an array
-// indexed by the resource's number among those asked for (at most
-// maxKept; further names are looked up in the NodeInfo as before),
-// held in the map itself so that the lookup reads nothing else. A node
-// whose entry lacks a resource numbered since gets a new one. Entries of
-// objects that the informers replaced are dropped all together once
-// they outnumber the nodes.
+// object), so they are kept here by the object's pointer, in a lock-free
+// index (nodeindex): an array indexed by the resource's number among
+// those asked for (at most maxKept; further names are looked up in the
+// NodeInfo as before), never written once published. A node whose entry
+// lacks a resource numbered since gets a new one. Entries of objects that
+// the informers replaced are dropped all together once they outnumber the
+// nodes.
 type allocatables struct {
-	mu    sync.RWMutex
-	nodes map[*v1.Node]nodeAllocatable
-	// names numbers the resources asked for, byNumber names the numbers;
-	// written under mu.
+	nodes nodeindex.Index[nodeAllocatable]
+	mu    sync.Mutex
+	// names numbers the resources asked for, byNumber names the numbers
+	// (each set once, read without the lock); written under mu, which
+	// also serializes add.
 	names    map[v1.ResourceName]int
-	byNumber [maxKept]v1.ResourceName
+	byNumber [maxKept]atomic.Pointer[v1.ResourceName]
 	// live is the number of nodes the last PreFilter was given.
 	live atomic.Int64
 }
@@ -39,6 +42,11 @@ type allocatables struct {
 // maxKept bounds the extended resources kept per node: far more than a
 // cluster's device pods ask for.
 const maxKept = 8
+
+// firstKnown flags an index word that holds the amount of resource 0, the
+// one nearly every device pod asks for (nvidia.com/gpu or an Ascend
+// model), so that of reads it from the index's slot without the entry.
+const firstKnown = 1 << 63
 
 type nodeAllocatable struct {
 	known uint8 // the resources, by number, that qty holds
@@ -52,7 +60,7 @@ func (a *allocatables) number(name v1.ResourceName) (int, v1.ResourceName) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if i, ok := a.names[name]; ok {
-		return i, a.byNumber[i]
+		return i, *a.byNumber[i].Load()
 	}
 	if a.names == nil {
 		a.names = map[v1.ResourceName]int{}
@@ -61,7 +69,8 @@ func (a *allocatables) number(name v1.ResourceName) (int, v1.ResourceName) {
 		return -1, name
 	}
 	i := len(a.names)
-	a.names[name], a.byNumber[i] = i, name
+	a.names[name] = i
+	a.byNumber[i].Store(&name)
 	return i, name
 }
 
@@ -72,12 +81,12 @@ func (a *allocatables) of(nodeInfo fwk.NodeInfo, name v1.ResourceName, i int) in
 	if i < 0 || i >= maxKept || obj == nil {
 		return nodeInfo.GetAllocatable().GetScalarResources()[name]
 	}
-	a.mu.RLock()
-	e, ok := a.nodes[obj]
-	numbered := a.byNumber[i] == name
-	a.mu.RUnlock()
-	if !numbered {
+	if numbered := a.byNumber[i].Load(); numbered == nil || *numbered != name {
 		return nodeInfo.GetAllocatable().GetScalarResources()[name]
+	}
+	e, w, ok := a.nodes.Get(obj)
+	if ok && i == 0 && w&firstKnown != 0 {
+		return int64(w &^ firstKnown)
 	}
 	if ok && e.known&(1<<i) != 0 {
 		return e.qty[i]
@@ -90,14 +99,18 @@ func (a *allocatables) add(obj *v1.Node, nodeInfo fwk.NodeInfo) [maxKept]int64 {
 	scalar := nodeInfo.GetAllocatable().GetScalarResources()
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	var e nodeAllocatable
+	e := &nodeAllocatable{}
 	for name, i := range a.names {
 		e.qty[i] = scalar[name]
 		e.known |= 1 << i
 	}
-	if a.nodes == nil || int64(len(a.nodes)) > 2*a.live.Load()+64 {
-		a.nodes = map[*v1.Node]nodeAllocatable{}
+	if int64(a.nodes.Len()) > 2*a.live.Load()+64 {
+		a.nodes.Reset()
 	}
-	a.nodes[obj] = e
+	var w uint64
+	if e.known&1 != 0 && e.qty[0] >= 0 {
+		w = firstKnown | uint64(e.qty[0])
+	}
+	a.nodes.Set(obj, e, w)
 	return e.qty
 }

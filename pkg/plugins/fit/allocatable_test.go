@@ -77,7 +77,7 @@ func TestAllocatableBound(t *testing.T) {
 			t.Fatalf("allocatable %d, want 3", got)
 		}
 	}
-	if n := len(a.nodes); n > 2*10+64+1 {
+	if n := a.nodes.Len(); n > 2*10+64+1 {
 		t.Errorf("%d node objects kept for 10 nodes", n)
 	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/mosaic-gpu/mosaic/pkg/device"
 	"github.com/mosaic-gpu/mosaic/pkg/placement"
+	"github.com/mosaic-gpu/mosaic/pkg/plugins/internal/nodeindex"
 )
 
 // usageCache is the plugin's view of every node's cards and of what each pod
@@ -36,10 +37,11 @@ type usageCache struct {
 	mu       sync.RWMutex
 	defaults device.NodeConfig
 	nodes    map[string]*nodeEntry
-	// views holds each node's current view, for nodeView; byObject the
-	// same by the Node object the informer handed over last (viewOf).
-	views    map[string]viewRef
-	byObject map[*v1.Node]viewRef
+	// views holds each node's current view, for nodeView; objects the
+	// same by the Node object the informer handed over last (viewOf),
+	// read without the lock.
+	views   map[string]viewRef
+	objects nodeindex.Index[nodeView]
 	// fits holds every node's known fits, by the entry's slot (fits.go).
 	fits atomic.Pointer[fitsTable]
 	// refusals numbers the refusals the table's words name (refusals.go).
@@ -60,7 +62,7 @@ type usageCache struct {
 type nodeEntry struct {
 	name string
 	rv   string   // resourceVersion of the Node last applied
-	obj  *v1.Node // the Node last applied, the key in byObject
+	obj  *v1.Node // the Node last applied, the key in objects
 	raw  string   // the inventory annotation, to skip re-parsing unchanged ones
 	inv  *device.Inventory
 	err  error
@@ -91,6 +93,21 @@ type viewRef struct {
 	gen   uint32
 	slot  int32
 	quick bool
+}
+
+// word packs a ref's generation, slot and quick flag as objects holds them
+// beside its view: generation in the high half, quick in bit 31, the slot
+// (never negative there) below.
+func (r viewRef) word() uint64 {
+	w := uint64(r.gen)<<32 | uint64(uint32(r.slot)&(1<<31-1))
+	if r.quick {
+		w |= 1 << 31
+	}
+	return w
+}
+
+func refOf(v *nodeView, w uint64) viewRef {
+	return viewRef{v: v, gen: uint32(w >> 32), slot: int32(w & (1<<31 - 1)), quick: w&(1<<31) != 0}
 }
 
 // nodeView is one node's cards with their usage, built whenever the node
@@ -151,7 +168,7 @@ func (c *usageCache) publishLocked(n *nodeEntry) {
 	ref := viewRef{v: v, gen: n.gen, slot: n.slot, quick: v.err == nil && (!v.handout || v.awaiting == 0)}
 	c.views[n.name] = ref
 	if n.obj != nil {
-		c.byObject[n.obj] = ref
+		c.objects.Set(n.obj, ref.v, ref.word())
 	}
 }
 
@@ -167,7 +184,7 @@ type podEntry struct {
 }
 
 func newUsageCache(defaults device.NodeConfig) *usageCache {
-	return &usageCache{defaults: defaults, nodes: map[string]*nodeEntry{}, views: map[string]viewRef{}, byObject: map[*v1.Node]viewRef{}, pods: map[types.UID]*podEntry{}, gone: map[types.UID]string{}}
+	return &usageCache{defaults: defaults, nodes: map[string]*nodeEntry{}, views: map[string]viewRef{}, pods: map[types.UID]*podEntry{}, gone: map[types.UID]string{}}
 }
 
 // compareRV orders two resourceVersions of one object; ok is false when
@@ -209,9 +226,10 @@ func (c *usageCache) setNode(logger klog.Logger, node *v1.Node) {
 	}
 	n.rv = node.ResourceVersion
 	if n.obj != node {
-		delete(c.byObject, n.obj)
+		c.objects.Delete(n.obj)
 		n.obj = node
-		c.byObject[node] = c.views[n.name]
+		ref := c.views[n.name]
+		c.objects.Set(node, ref.v, ref.word())
 	}
 	if n.raw == raw && (n.inv != nil || n.err != nil || raw == "") {
 		return
@@ -252,7 +270,7 @@ func (c *usageCache) deleteNode(node *v1.Node) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if n := c.nodes[node.Name]; n != nil {
-		delete(c.byObject, n.obj)
+		c.objects.Delete(n.obj)
 		n.raw, n.inv, n.err, n.topo, n.obj = "", nil, nil, nil, nil
 		if !stale(node.ResourceVersion, n.rv) {
 			n.rv = node.ResourceVersion
@@ -433,16 +451,17 @@ func (c *usageCache) nodeView(name string) *nodeView {
 
 // viewOf is nodeView for the framework's NodeInfo of a node. The
 // scheduler's NodeInfo holds the Node object that the shared informer
-// handed to the cache too, so the view is found by that pointer without
-// reading the name's bytes, which at 1,000 nodes cost more than the
-// rest of Filter; a NodeInfo holding another object (an update one of
-// them has not seen yet) is looked up by name.
+// handed to the cache too, so the view is found by that pointer, without
+// the lock and without reading the name's bytes, which at 1,000 nodes cost
+// more than the rest of Filter; a NodeInfo holding another object (an
+// update one of them has not seen yet), or a lookup that met a writer, is
+// answered by name under the lock.
 func (c *usageCache) viewOf(node *v1.Node) viewRef {
-	c.mu.RLock()
-	ref, ok := c.byObject[node]
-	if !ok {
-		ref, ok = c.views[node.Name]
+	if v, w, ok := c.objects.Get(node); ok {
+		return refOf(v, w)
 	}
+	c.mu.RLock()
+	ref, ok := c.views[node.Name]
 	c.mu.RUnlock()
 	if !ok {
 		return viewRef{v: &noCards, slot: -1}

@@ -1,6 +1,7 @@
 package mosaic
 
 import (
+	"math"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -366,12 +367,15 @@ func TestViewOfNodeObjects(t *testing.T) {
 			t.Errorf("%s object: another view than the node's current one", name)
 		}
 	}
-	if _, ok := c.byObject[first]; ok || len(c.byObject) != 2 {
-		t.Errorf("objects kept: %d (the replaced one: %v), want one per node", len(c.byObject), ok)
+	if _, _, ok := c.objects.Get(first); ok || c.objects.Len() != 2 {
+		t.Errorf("objects kept: %d (the replaced one: %v), want one per node", c.objects.Len(), ok)
+	}
+	if v, w, ok := c.objects.Get(second); !ok || refOf(v, w) != c.views["n"] {
+		t.Errorf("the last object given: found %v, %+v, want the view's ref %+v", ok, refOf(v, w), c.views["n"])
 	}
 	c.deleteNode(second)
-	if len(c.byObject) != 1 || len(c.viewOf(second).v.node.Cards) != 0 {
-		t.Errorf("after the node's delete: %d objects kept, %d cards seen", len(c.byObject), len(c.viewOf(second).v.node.Cards))
+	if c.objects.Len() != 1 || len(c.viewOf(second).v.node.Cards) != 0 {
+		t.Errorf("after the node's delete: %d objects kept, %d cards seen", c.objects.Len(), len(c.viewOf(second).v.node.Cards))
 	}
 }
 
@@ -408,5 +412,21 @@ func TestFreedCardsRequeueWhatFits(t *testing.T) {
 	}
 	if h, _ := p.isDevicePodDeleted(logger, one, at(boundPod(t, "c", "elsewhere", testAlloc("elsewhere", "GPU-9", 1)), "15"), nil); h != fwk.Queue {
 		t.Errorf("a share freed on a node the cache has not seen: %v, want a retry", h)
+	}
+}
+
+// A ref survives the word objects keeps it in: every generation, the
+// largest slot, quick or not.
+func TestViewRefWord(t *testing.T) {
+	v := &nodeView{}
+	for _, ref := range []viewRef{
+		{v: v, gen: 0, slot: 0},
+		{v: v, gen: 1, slot: 7, quick: true},
+		{v: v, gen: math.MaxUint32, slot: math.MaxInt32, quick: true},
+		{v: v, gen: math.MaxUint32, slot: math.MaxInt32},
+	} {
+		if got := refOf(v, ref.word()); got != ref {
+			t.Errorf("ref %+v came back as %+v", ref, got)
+		}
 	}
 }
