@@ -74,8 +74,11 @@ type nodeEntry struct {
 	// awaiting holds the pods bound or assumed here whose devices the node
 	// agent has not handed out yet.
 	awaiting map[types.UID]bool
-	// pods are the pods bound or assumed here (holders.go).
-	pods map[types.UID]*podEntry
+	// pods are the pods bound or assumed here (holders.go); boundChanged
+	// is set when a bound one came or went since the view was published,
+	// which otherwise shares the last view's list of them.
+	pods         map[types.UID]*podEntry
+	boundChanged bool
 	// view is the above as Filter and Score read it (also in views);
 	// gen counts the views published, slot is the entry's in fits.
 	view *nodeView
@@ -145,7 +148,8 @@ func (v *nodeView) handoutBusy(self types.UID) bool {
 
 // publishLocked builds the node's view from its entry.
 func (c *usageCache) publishLocked(n *nodeEntry) {
-	v := &nodeView{node: placement.Node{Name: n.name, Topology: n.topo}, err: n.err, awaiting: len(n.awaiting), bound: n.boundHoldersLocked(), lowest: math.MaxInt32}
+	bound := n.boundHoldersLocked()
+	v := &nodeView{node: placement.Node{Name: n.name, Topology: n.topo}, err: n.err, awaiting: len(n.awaiting), bound: bound, lowest: math.MaxInt32}
 	for _, e := range n.pods {
 		if len(e.footprint) > 0 {
 			v.lowest = min(v.lowest, e.priority)
@@ -393,29 +397,48 @@ func (c *usageCache) forget(uid types.UID) {
 	}
 }
 
+// setLocked records what a pod holds, replacing what it held before, and
+// publishes the node's view once (and the old node's, if it moved).
 func (c *usageCache) setLocked(uid types.UID, e *podEntry) {
-	c.removeLocked(uid)
+	old := c.unlinkLocked(uid)
 	c.pods[uid] = e
 	n := c.node(e.node)
 	n.pods[uid] = e
+	if !e.assumed {
+		n.boundChanged = true
+	}
 	for id, u := range e.footprint {
 		n.used[id] = n.used[id].Add(u)
 	}
 	if e.awaiting {
 		n.awaiting[uid] = true
 	}
+	if old != nil && old != n {
+		c.publishLocked(old)
+	}
 	c.publishLocked(n)
 }
 
 func (c *usageCache) removeLocked(uid types.UID) {
+	if n := c.unlinkLocked(uid); n != nil {
+		c.publishLocked(n)
+	}
+}
+
+// unlinkLocked forgets what a pod holds and returns its node, whose view
+// the caller publishes; nil when the cache holds nothing of the pod.
+func (c *usageCache) unlinkLocked(uid types.UID) *nodeEntry {
 	e := c.pods[uid]
 	if e == nil {
-		return
+		return nil
 	}
 	delete(c.pods, uid)
 	n := c.node(e.node)
 	delete(n.awaiting, uid)
 	delete(n.pods, uid)
+	if !e.assumed {
+		n.boundChanged = true
+	}
 	for id, u := range e.footprint {
 		left := n.used[id].Sub(u)
 		if left.Slots <= 0 {
@@ -424,7 +447,7 @@ func (c *usageCache) removeLocked(uid types.UID) {
 			n.used[id] = left
 		}
 	}
-	c.publishLocked(n)
+	return n
 }
 
 // footprint returns what the pod holds, if the cache knows it.

@@ -32,8 +32,14 @@ type boundHolder struct {
 	footprint map[string]device.Usage
 }
 
-// boundHoldersLocked lists the node's bound holders for its view.
+// boundHoldersLocked lists the node's bound holders for its view: the last
+// view's list (views never change it) unless a bound holder came or went.
+// Reserve's assumed pods, the most frequent change, leave it as it was.
 func (n *nodeEntry) boundHoldersLocked() []boundHolder {
+	if !n.boundChanged && n.view != nil {
+		return n.view.bound
+	}
+	n.boundChanged = false
 	var out []boundHolder
 	for uid, e := range n.pods {
 		if !e.assumed {

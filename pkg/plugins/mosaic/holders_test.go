@@ -3,13 +3,17 @@ package mosaic
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 
 	v1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2/ktesting"
 	fwk "k8s.io/kube-scheduler/framework"
 	"k8s.io/kubernetes/pkg/scheduler/framework"
+
+	"github.com/mosaic-gpu/mosaic/pkg/device"
 )
 
 // In a pod-group cycle the NodeInfo says which bound pods hold cards: a
@@ -100,4 +104,64 @@ func addPod(t *testing.T, ni fwk.NodeInfo, uid string) fwk.PodInfo {
 	}
 	ni.AddPodInfo(pi)
 	return pi
+}
+
+// A change publishes the node's view once, and the list of bound holders
+// is rebuilt only when a bound holder came or went: an assumed pod (what
+// Reserve adds) leaves the last view's list as it was.
+func TestViewsPublishedOncePerChange(t *testing.T) {
+	logger, _ := ktesting.NewTestContext(t)
+	c := newUsageCache(device.NodeConfig{SplitCount: 10, MemoryScaling: 1, CoreScaling: 1})
+	c.setNode(logger, testNode(t, "n", ""))
+	c.setNode(logger, testNode(t, "m", ""))
+	gen := func(name string) uint32 { return c.nodes[name].gen }
+	uids := func(v *nodeView) []types.UID {
+		var out []types.UID
+		for _, h := range v.bound {
+			out = append(out, h.uid)
+		}
+		return out
+	}
+	c.updatePod(logger, boundPod(t, "a", "n", testAlloc("n", "GPU-0", 100)))
+	before, g := c.nodeView("n"), gen("n")
+	if !slices.Equal(uids(before), []types.UID{"a"}) {
+		t.Fatalf("bound holders %v, want [a]", uids(before))
+	}
+	c.assume("b", testAlloc("n", "GPU-1", 100), 0)
+	after := c.nodeView("n")
+	if gen("n") != g+1 {
+		t.Errorf("assuming a new pod published %d views, want 1", gen("n")-g)
+	}
+	if len(after.bound) != 1 || &after.bound[0] != &before.bound[0] {
+		t.Errorf("assuming a pod rebuilt the bound holders (%v)", uids(after))
+	}
+	if after.node.Cards[1].Used.MemoryMiB != 100 {
+		t.Errorf("the assumed share is not in the view: %+v", after.node.Cards[1].Used)
+	}
+	// b binds: one publish, and the list now holds it.
+	g = gen("n")
+	c.updatePod(logger, boundPod(t, "b", "n", testAlloc("n", "GPU-1", 100)))
+	if gen("n") != g+1 {
+		t.Errorf("binding an assumed pod published %d views, want 1", gen("n")-g)
+	}
+	if got := uids(c.nodeView("n")); !slices.Equal(got, []types.UID{"a", "b"}) {
+		t.Errorf("bound holders %v, want [a b]", got)
+	}
+	// c, assumed on n, turns up bound on m: both nodes publish once.
+	c.assume("c", testAlloc("n", "GPU-1", 100), 0)
+	gn, gm := gen("n"), gen("m")
+	c.updatePod(logger, boundPod(t, "c", "m", testAlloc("m", "GPU-0", 100)))
+	if gen("n") != gn+1 || gen("m") != gm+1 {
+		t.Errorf("a pod bound elsewhere than assumed published %d and %d views, want 1 each", gen("n")-gn, gen("m")-gm)
+	}
+	if c.nodeView("n").node.Cards[1].Used.MemoryMiB != 100 {
+		t.Errorf("n still holds c's assumed share: %+v", c.nodeView("n").node.Cards[1].Used)
+	}
+	if got := uids(c.nodeView("m")); !slices.Equal(got, []types.UID{"c"}) {
+		t.Errorf("bound holders of m: %v, want [c]", got)
+	}
+	c.deletePod("a")
+	if got := uids(c.nodeView("n")); !slices.Equal(got, []types.UID{"b"}) {
+		t.Errorf("bound holders after a's delete: %v, want [b]", got)
+	}
 }
