@@ -48,7 +48,7 @@ prof=$(ls "$OUT"/profile/*MosaicGPUMix*-cpu.prof | head -n 1)
 	echo
 	echo "## Mosaic's workloads, $SIZES, $ROUNDS rounds"
 	echo
-	echo "Stock kube-scheduler on plain pods (\`PlainPods\`) and on \`nvidia.com/gpu\` counted as an extended resource (\`GPUCount\`), Mosaic on the rest; × stock is the median average throughput over \`PlainPods\`'."
+	echo "Stock kube-scheduler on plain pods (\`PlainPods\`) and on \`nvidia.com/gpu\` counted as an extended resource (\`GPUCount\`), Mosaic on the rest; × stock is the median average throughput over \`PlainPods\`', × stock round by round each round's over the \`PlainPods\` run of the same round (the rounds alternate the workloads)."
 	echo
 	table "$OUT/mosaic.txt"
 	echo

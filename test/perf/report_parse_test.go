@@ -51,8 +51,8 @@ func TestReportTakesMediansAndRatios(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{
-		"| PlainPods/1000Nodes_5000Pods | 200.0, 300.0, 250.0 | 250.0 | 249.0 | 10.0 / 100.0 | 1.00 | – | not checked |",
-		"| MosaicGPUMix/1000Nodes_5000Pods | 100.0, 150.0, 110.0 | 110.0 | 109.0 | 10.0 / 100.0 | 0.44 | – | not checked |",
+		"| PlainPods/1000Nodes_5000Pods | 200.0, 300.0, 250.0 | 250.0 | 249.0 | 10.0 / 100.0 | 1.00 | 1.00, 1.00, 1.00 | – | not checked |",
+		"| MosaicGPUMix/1000Nodes_5000Pods | 100.0, 150.0, 110.0 | 110.0 | 109.0 | 10.0 / 100.0 | 0.44 | 0.50, 0.50, 0.44 | – | not checked |",
 	}
 	got := strings.Split(strings.TrimSpace(out.String()), "\n")
 	if len(got) != 4 || got[2] != want[0] || got[3] != want[1] {

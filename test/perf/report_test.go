@@ -28,8 +28,11 @@ type round struct {
 // printReport reads the result files that upstream's harness wrote into
 // dir since start and prints, per workload, the medians over the rounds
 // and the ratio of the median average throughput to the stock run of the
-// same workload (reference). The last column is what checkWorkload found
-// after the workload's last round.
+// same workload (reference), then each round's ratio to the reference's
+// run in the same round: the rounds alternate the workloads, so a pair
+// ran minutes apart, while a machine's speed can drift by more than the
+// difference measured between rounds. The last column is what
+// checkWorkload found after the workload's last round.
 func printReport(w io.Writer, dir string, start time.Time) error {
 	runs, names, err := readRounds(dir, start)
 	if err != nil {
@@ -51,17 +54,26 @@ func printReport(w io.Writer, dir string, start time.Time) error {
 	}
 	avg := func(r round) float64 { return r.throughputAvg }
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| workload | SchedulingThroughput average, per round (pods/s) | median average | median p50 | attempt p50 / p99 (ms) | × stock | upstream threshold | pods bound / holding cards |")
-	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|")
+	fmt.Fprintln(w, "| workload | SchedulingThroughput average, per round (pods/s) | median average | median p50 | attempt p50 / p99 (ms) | × stock | × stock, round by round | upstream threshold | pods bound / holding cards |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|")
 	for _, n := range names {
 		rs := runs[n]
 		var each []string
 		for _, r := range rs {
 			each = append(each, fmt.Sprintf("%.1f", r.throughputAvg))
 		}
-		ratio := "–"
+		ratio, paired := "–", "–"
 		if ref, ok := runs[reference(n)]; ok && median(ref, avg) > 0 && median(rs, avg) > 0 {
 			ratio = fmt.Sprintf("%.2f", median(rs, avg)/median(ref, avg))
+			var pairs []string
+			for i := 0; i < len(rs) && i < len(ref); i++ {
+				if ref[i].throughputAvg > 0 {
+					pairs = append(pairs, fmt.Sprintf("%.2f", rs[i].throughputAvg/ref[i].throughputAvg))
+				}
+			}
+			if len(pairs) > 0 {
+				paired = strings.Join(pairs, ", ")
+			}
 		}
 		threshold := "–"
 		if t, ok := thresholds[strings.TrimPrefix(n, mosaicPrefix)]; ok {
@@ -71,10 +83,10 @@ func printReport(w io.Writer, dir string, start time.Time) error {
 		if check == "" {
 			check = "not checked"
 		}
-		fmt.Fprintf(w, "| %s | %s | %.1f | %.1f | %.1f / %.1f | %s | %s | %s |\n", n, strings.Join(each, ", "),
+		fmt.Fprintf(w, "| %s | %s | %.1f | %.1f | %.1f / %.1f | %s | %s | %s | %s |\n", n, strings.Join(each, ", "),
 			median(rs, avg), median(rs, func(r round) float64 { return r.throughputP50 }),
 			median(rs, func(r round) float64 { return r.attemptP50 }), median(rs, func(r round) float64 { return r.attemptP99 }),
-			ratio, threshold, check)
+			ratio, paired, threshold, check)
 	}
 	return nil
 }
