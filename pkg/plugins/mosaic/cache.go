@@ -148,8 +148,7 @@ func (v *nodeView) handoutBusy(self types.UID) bool {
 
 // publishLocked builds the node's view from its entry.
 func (c *usageCache) publishLocked(n *nodeEntry) {
-	bound := n.boundHoldersLocked()
-	v := &nodeView{node: placement.Node{Name: n.name, Topology: n.topo}, err: n.err, awaiting: len(n.awaiting), bound: bound, lowest: math.MaxInt32}
+	v := &nodeView{node: placement.Node{Name: n.name, Topology: n.topo}, err: n.err, awaiting: len(n.awaiting), bound: n.boundHoldersLocked(), lowest: math.MaxInt32}
 	for _, e := range n.pods {
 		if len(e.footprint) > 0 {
 			v.lowest = min(v.lowest, e.priority)
