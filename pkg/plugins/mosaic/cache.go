@@ -54,9 +54,10 @@ type usageCache struct {
 	// waker activates waiting pod groups when the informers see cards
 	// free (groupwake.go).
 	waker groupWaker
-	// pending holds the pods waiting for a node, for the metrics
-	// (pending.go).
+	// pending holds the pods waiting for a node, sums the cards and pods
+	// the cache holds, for the metrics (pending.go, totals.go).
 	pending pendingPods
+	sums    cacheTotals
 }
 
 type nodeEntry struct {
@@ -80,10 +81,12 @@ type nodeEntry struct {
 	pods         map[types.UID]*podEntry
 	boundChanged bool
 	// view is the above as Filter and Score read it (also in views);
-	// gen counts the views published, slot is the entry's in fits.
-	view *nodeView
-	gen  uint32
-	slot int32
+	// gen counts the views published, slot is the entry's in fits; cards
+	// is the view's part of the metrics' totals (totals.go).
+	view  *nodeView
+	cards []modelSum
+	gen   uint32
+	slot  int32
 }
 
 // viewRef is how the maps hold a view: with the node's slot in the
@@ -165,6 +168,9 @@ func (c *usageCache) publishLocked(n *nodeEntry) {
 			v.node.Cards[i] = placement.NewCard(d, n.cfg, n.used[d.UUID])
 		}
 	}
+	cards := v.sumCards()
+	c.sums.replaceView(n.cards, cards)
+	n.cards = cards
 	n.view = v
 	n.gen++
 	c.clearFitsLocked(n.slot)
@@ -401,6 +407,7 @@ func (c *usageCache) forget(uid types.UID) {
 func (c *usageCache) setLocked(uid types.UID, e *podEntry) {
 	old := c.unlinkLocked(uid)
 	c.pods[uid] = e
+	c.sums.countPod(e, 1)
 	n := c.node(e.node)
 	n.pods[uid] = e
 	if !e.assumed {
@@ -432,6 +439,7 @@ func (c *usageCache) unlinkLocked(uid types.UID) *nodeEntry {
 		return nil
 	}
 	delete(c.pods, uid)
+	c.sums.countPod(e, -1)
 	n := c.node(e.node)
 	delete(n.awaiting, uid)
 	delete(n.pods, uid)

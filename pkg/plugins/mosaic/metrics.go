@@ -237,13 +237,6 @@ func (c *cacheCollector) DescribeWithStability(ch chan<- *metrics.Desc) {
 	}
 }
 
-type modelKey struct{ vendor, model string }
-
-type modelTotals struct {
-	cards, allocCards, shares, cores int
-	memory, allocMemory              int64
-}
-
 // CollectWithStability implements metrics.StableCollector.
 func (c *cacheCollector) CollectWithStability(ch chan<- metrics.Metric) {
 	schedulerCaches.Lock()
@@ -256,34 +249,17 @@ func (c *cacheCollector) CollectWithStability(ch chan<- metrics.Metric) {
 	models := map[modelKey]*modelTotals{}
 	for _, s := range shared {
 		pending += s.pendingDevicePods()
-		c := s.cache
-		c.mu.RLock()
-		for _, e := range c.pods {
-			if e.assumed {
-				binding++
-			} else {
-				bound++
+		m, assumed, held := s.cache.totals()
+		binding += assumed
+		bound += held
+		for k, t := range m {
+			sum := models[k]
+			if sum == nil {
+				sum = &modelTotals{}
+				models[k] = sum
 			}
+			sum.add(t, 1)
 		}
-		for _, n := range c.nodes {
-			for _, card := range n.view.node.Cards {
-				k := modelKey{string(card.Device.Vendor), card.Device.Model}
-				t := models[k]
-				if t == nil {
-					t = &modelTotals{}
-					models[k] = t
-				}
-				t.cards++
-				t.memory += card.Capacity.MemoryMiB
-				if card.Used.Slots > 0 {
-					t.allocCards++
-				}
-				t.shares += card.Used.Slots
-				t.allocMemory += card.Used.MemoryMiB
-				t.cores += card.Used.Cores
-			}
-		}
-		c.mu.RUnlock()
 	}
 	gauge := func(d *metrics.Desc, v float64, lv ...string) {
 		ch <- metrics.NewLazyConstMetric(d, metrics.GaugeValue, v, lv...)
