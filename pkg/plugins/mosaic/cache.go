@@ -183,6 +183,7 @@ func (c *usageCache) publishLocked(n *nodeEntry) {
 
 type podEntry struct {
 	rv        string // resourceVersion of the Pod it was read from; "" while assumed
+	raw       string // its allocation annotation; "" while assumed
 	node      string
 	footprint map[string]device.Usage
 	assumed   bool
@@ -366,14 +367,22 @@ func (c *usageCache) applyPodLocked(logger klog.Logger, pod *v1.Pod) {
 		}
 		return
 	}
+	priority, awaiting := corev1helpers.PodPriority(pod), pod.Labels[device.HandedOutLabel] != "true"
+	if e != nil && !e.assumed && e.raw == raw && e.node == pod.Spec.NodeName && e.priority == priority && e.awaiting == awaiting {
+		// A status update of a bound pod (the kubelet's, mostly): nothing
+		// the cards see changed, so the node's view and its remembered
+		// answers stay. The entry takes the new object's copy of the
+		// annotation, so that the old object's can be freed.
+		e.rv, e.raw = pod.ResourceVersion, raw
+		return
+	}
 	alloc, err := device.DecodeAllocation(raw)
 	if err != nil {
 		logger.Error(err, "Ignoring invalid allocation", "pod", klog.KObj(pod))
 		c.removeLocked(pod.UID)
 		return
 	}
-	c.setLocked(pod.UID, &podEntry{rv: pod.ResourceVersion, node: pod.Spec.NodeName, footprint: alloc.Footprint(), priority: corev1helpers.PodPriority(pod),
-		awaiting: pod.Labels[device.HandedOutLabel] != "true"})
+	c.setLocked(pod.UID, &podEntry{rv: pod.ResourceVersion, raw: raw, node: pod.Spec.NodeName, footprint: alloc.Footprint(), priority: priority, awaiting: awaiting})
 }
 
 // assume records a placement this scheduler made before the API has it. A

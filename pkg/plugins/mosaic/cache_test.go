@@ -430,3 +430,43 @@ func TestViewRefWord(t *testing.T) {
 		}
 	}
 }
+
+// A bound pod's status update that leaves its allocation, node, priority
+// and hand-out as they were publishes no new view (the node keeps its
+// remembered answers) but moves the pod's version forward; one that
+// changes what the cards see publishes.
+func TestStatusUpdatesKeepTheView(t *testing.T) {
+	logger, _ := ktesting.NewTestContext(t)
+	c := newUsageCache(device.NodeConfig{SplitCount: 10, MemoryScaling: 1, CoreScaling: 1})
+	c.setNode(logger, testNode(t, "n", ""))
+	pod := at(boundPod(t, "a", "n", testAlloc("n", "GPU-0", 300)), "10")
+	c.updatePod(logger, pod)
+	gen := c.nodes["n"].gen
+	running := at(pod, "11")
+	running.Status.Phase = v1.PodRunning
+	c.updatePod(logger, running)
+	if c.nodes["n"].gen != gen {
+		t.Errorf("a status update published %d views, want none", c.nodes["n"].gen-gen)
+	}
+	if got := c.pods["a"].rv; got != "11" {
+		t.Errorf("the entry is at version %s, want 11", got)
+	}
+	// The older version, delivered late, is stale now.
+	c.hintUpdatePod(logger, at(pod, "10"))
+	if got := c.pods["a"].rv; got != "11" {
+		t.Errorf("a stale version moved the entry to %s", got)
+	}
+	handed := at(running, "12")
+	handed.Labels = map[string]string{device.HandedOutLabel: "true"}
+	c.updatePod(logger, handed)
+	if c.nodes["n"].gen != gen+1 || c.nodes["n"].view.awaiting != 0 {
+		t.Errorf("the hand-out: %d views published, %d awaiting, want 1 and 0", c.nodes["n"].gen-gen, c.nodes["n"].view.awaiting)
+	}
+	moved := boundPod(t, "a", "n", testAlloc("n", "GPU-1", 500))
+	moved.ResourceVersion = "13"
+	moved.Labels = handed.Labels
+	c.updatePod(logger, moved)
+	if u := used(t, c, "n"); u["GPU-0"].MemoryMiB != 0 || u["GPU-1"].MemoryMiB != 500 {
+		t.Errorf("after the allocation changed: %+v", u)
+	}
+}
